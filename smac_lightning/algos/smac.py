@@ -1,0 +1,241 @@
+"""SMAC as one LightningModule: offline meta-training, then self-supervised online meta-training."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from enum import IntEnum
+
+import lightning as L
+import torch
+from tensordict import TensorDict
+
+from smac_lightning.evaluation import MetaTester, MetaTestProtocol, sample
+from smac_lightning.losses import (
+    awac_actor_loss,
+    critic_loss,
+    kl_to_standard_normal,
+    pearl_actor_loss,
+    reward_loss,
+    td_target,
+)
+from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussian, TanhGaussianPolicy
+
+
+class Phase(IntEnum):
+    OFFLINE = 0
+    SELF_SUPERVISED = 1
+
+
+@dataclass
+class SelfSupervisedConfig:
+    """The self-supervised phase.
+
+    Args:
+        updates_per_transition: gradient updates per collected env transition (paper: 4).
+        trajectories_per_collection: reward-free trajectories collected each time collection is due.
+        label_context_size: offline transitions in the history whose posterior labels a trajectory.
+        add_to_encoder_buffer: also append labelled rows to the encoder buffers (the paper did,
+            except on Cheetah Velocity).
+    """
+
+    updates_per_transition: float = 4.0
+    trajectories_per_collection: int = 1
+    label_context_size: int = 256
+    add_to_encoder_buffer: bool = True
+
+
+def _as(cls, value):
+    return cls(**value) if isinstance(value, dict) else value
+
+
+class SMAC(L.LightningModule):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        latent_dim: int = 5,
+        encoder_hidden: tuple[int, ...] = (200, 200, 200),
+        decoder_hidden: tuple[int, ...] = (64, 64),
+        policy_hidden: tuple[int, ...] = (300, 300, 300),
+        critic_hidden: tuple[int, ...] = (300, 300, 300),
+        use_next_obs_in_context: bool = False,
+        lr: float = 3e-4,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        reward_scale: float = 5.0,
+        awac_beta: float = 100.0,
+        kl_weight: float = 0.1,
+        lambda_pearl: float = 1.0,
+        offline_updates: int = 50_000,
+        self_supervised_updates: int = 50_000,
+        self_supervised: SelfSupervisedConfig = SelfSupervisedConfig(),
+        evaluation: MetaTestProtocol = MetaTestProtocol(),
+    ):
+        """
+        Args:
+            obs_dim: observation size (linked from the data module).
+            act_dim: action size (linked from the data module).
+            latent_dim: size of the task variable z.
+            encoder_hidden: hidden widths of the context encoder.
+            decoder_hidden: hidden widths of the reward decoder.
+            policy_hidden: hidden widths of the policy.
+            critic_hidden: hidden widths of each Q-network.
+            use_next_obs_in_context: encode (s, a, r, s') instead of (s, a, r).
+            lr: Adam learning rate of all three optimizers.
+            gamma: discount.
+            tau: soft target update rate.
+            reward_scale: multiplies rewards in the Bellman target.
+            awac_beta: AWAC temperature (lambda in eq. 2).
+            kl_weight: weight of KL(q(z|h) || p(z)) in the encoder loss.
+            lambda_pearl: weight of the PEARL actor loss in the self-supervised phase.
+            offline_updates: gradient updates of the offline phase.
+            self_supervised_updates: gradient updates of the self-supervised phase.
+            self_supervised: how the self-supervised phase collects and labels data.
+            evaluation: the meta-test protocol.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, encoder_hidden, use_next_obs_in_context)
+        self.decoder = RewardDecoder(obs_dim, act_dim, latent_dim, decoder_hidden)
+        self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden)
+        self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        # LightningCLI may hand the nested configs over as plain dicts
+        self.self_supervised = _as(SelfSupervisedConfig, self_supervised)
+        self.evaluation = _as(MetaTestProtocol, evaluation)
+        self.phase = Phase.OFFLINE
+        self.updates = 0  # gradient updates done; Lightning's global_step counts optimizer steps instead
+        self.online_transitions = 0
+        self._tester: MetaTester | None = None
+
+    # ----------------------------------------------------------------- the update
+
+    def compute_losses(self, context: TensorDict, rl: TensorDict) -> dict[str, torch.Tensor]:
+        """All of SMAC's losses for one meta-batch (``context`` ``[T, C]``, ``rl`` ``[T, B]``)."""
+        hp = self.hparams
+        train_encoder = self.phase == Phase.OFFLINE
+        with torch.set_grad_enabled(train_encoder):
+            mean, var = self.encoder.posterior(context)
+            z = sample(mean, var)
+        tasks, batch = rl.batch_size
+        z_rows = z.unsqueeze(1).expand(tasks, batch, z.shape[-1])
+        obs, action, reward = rl["observation"], rl["action"], rl["reward"]
+        next_obs, terminated = rl["next", "observation"], rl["terminated"]
+        losses = {"kl": kl_to_standard_normal(mean, var).mean()}
+        if train_encoder:
+            losses["reward_loss"] = reward_loss(self.decoder(obs, action, z_rows), reward)
+            losses["encoder_loss"] = losses["reward_loss"] + hp.kl_weight * losses["kl"]
+
+        z_rows = z_rows.detach()  # neither the critic nor the actor trains the encoder
+        z_pair = torch.cat([z_rows, z_rows], 1)
+        # One policy forward for s and s', one critic forward for (s, a_data) and (s, a_pi).
+        dist = self.policy(torch.cat([obs, next_obs], 1), z_pair)
+        a_pi, log_prob_pi = dist.rsample()
+        q = self.critic(torch.cat([obs, obs], 1), torch.cat([action, a_pi[:, :batch]], 1), z_pair)
+        q_data, q_pi = q[:, :, :batch], q[:, :, batch:].min(0).values
+        with torch.no_grad():
+            next_q = self.target_critic(next_obs, a_pi[:, batch:], z_rows).min(0).values
+            target = td_target(reward, terminated, next_q, hp.gamma, hp.reward_scale)
+        losses["critic_loss"] = critic_loss(q_data, target)
+
+        log_prob_data = TanhGaussian(dist.mean[:, :batch], dist.log_std[:, :batch]).log_prob(action)
+        losses["awac_loss"] = awac_actor_loss(log_prob_data, q_data.min(0).values.detach(), q_pi.detach(), hp.awac_beta)
+        losses["actor_loss"] = losses["awac_loss"]
+        if self.phase == Phase.SELF_SUPERVISED and hp.lambda_pearl:
+            losses["pearl_loss"] = pearl_actor_loss(q_pi, log_prob_pi[:, :batch])
+            losses["actor_loss"] = losses["actor_loss"] + hp.lambda_pearl * losses["pearl_loss"]
+        losses["q_mean"] = q_data.mean().detach()
+        return losses
+
+    def training_step(self, batch: TensorDict, batch_idx: int) -> None:
+        encoder_opt, critic_opt, actor_opt = self.optimizers()
+        losses = self.compute_losses(batch["context"], batch["rl"])
+        offline = self.phase == Phase.OFFLINE
+        # Backward everything before any step: the actor's graph runs through the critic's weights.
+        if offline:
+            encoder_opt.zero_grad()
+            self.manual_backward(losses["encoder_loss"])
+        critic_opt.zero_grad()
+        self.manual_backward(losses["critic_loss"], retain_graph=True, inputs=list(self.critic.parameters()))
+        actor_opt.zero_grad()
+        self.manual_backward(losses["actor_loss"], inputs=list(self.policy.parameters()))
+        if offline:
+            encoder_opt.step()
+        critic_opt.step()
+        actor_opt.step()
+        self.soft_update_target()
+        self.updates += 1
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
+
+    @torch.no_grad()
+    def soft_update_target(self) -> None:
+        torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), self.hparams.tau)
+
+    def configure_optimizers(self):
+        lr = self.hparams.lr
+        return [
+            torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=lr),
+            torch.optim.Adam(self.critic.parameters(), lr=lr),
+            torch.optim.Adam(self.policy.parameters(), lr=lr),
+        ]
+
+    # ----------------------------------------------------------------- budget and phase
+
+    @property
+    def total_updates(self) -> int:
+        return self.hparams.offline_updates + self.hparams.self_supervised_updates
+
+    def configure_callbacks(self):
+        from smac_lightning.callbacks.phase import SelfSupervisedPhase
+
+        return [SelfSupervisedPhase()]
+
+    def on_train_batch_start(self, batch, batch_idx: int):
+        if self.updates >= self.total_updates:
+            self.trainer.should_stop = True
+            return -1
+        return None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["smac"] = {"phase": int(self.phase), "updates": self.updates, "online_transitions": self.online_transitions}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["smac"]
+        self.phase, self.updates, self.online_transitions = Phase(state["phase"]), state["updates"], state["online_transitions"]
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        return batch.to(device) if isinstance(batch, TensorDict) else batch
+
+    # ----------------------------------------------------------------- meta-test
+
+    def meta_test(self) -> dict[str, float]:
+        dm = self.trainer.datamodule
+        if self._tester is None:
+            self._tester = MetaTester(dm.family, self.evaluation)
+        context_size = self.evaluation.num_exploration * dm.family.horizon
+        seed = self.updates  # fresh but reproducible initial states and noise per evaluation
+        generator = torch.Generator().manual_seed(seed)
+        splits = {"test": (dm.dataset.test_tasks, dm.dataset.test_encoder)}
+        n_train = min(self.evaluation.max_train_tasks, dm.num_train_tasks)
+        if n_train:
+            splits["train"] = (dm.dataset.train_tasks[:n_train], dm.dataset.train_encoder[:n_train])
+        metrics = {}
+        for split, (tasks, offline) in splits.items():
+            index = (torch.rand(len(tasks), context_size, generator=generator) * offline.batch_size[1]).long()
+            context = offline[torch.arange(len(tasks))[:, None], index]
+            result = self._tester.run(self.encoder, self.policy, tasks.numpy(), context, seed)
+            metrics.update({f"eval/{split}/{k}": v for k, v in result.items()})
+        if n_train:
+            metrics["diag/kl_offline"] = metrics["eval/train/kl_offline"]
+            metrics["diag/kl_online"] = metrics["eval/train/kl_online"]
+        metrics["progress/updates"] = float(self.updates)
+        metrics["progress/phase"] = float(self.phase)
+        return metrics
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.log_dict(self.meta_test(), batch_size=1)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.log_dict(self.meta_test(), batch_size=1)

@@ -1,0 +1,31 @@
+"""Log the fully resolved config to the MLflow run (LightningCLI's own callback needs a log dir)."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import MLFlowLogger
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class LogConfigToMLflow(SaveConfigCallback):
+    """``config.yaml`` as a run artifact, and every leaf of it as a ``config.<key>`` param."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        text = self.parser.dump(self.config, skip_none=False)
+        for logger in trainer.loggers:
+            if isinstance(logger, MLFlowLogger):
+                logger.experiment.log_text(logger.run_id, text, "config.yaml")
+                params = flatten(self.config.as_dict())
+                params.pop("config", None)  # the --config paths themselves
+                logger.log_hyperparams({f"config.{k}": v for k, v in params.items()})

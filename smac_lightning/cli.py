@@ -1,0 +1,101 @@
+"""LightningCLI wiring: ``python -m smac_lightning {fit,validate,test,predict} --config conf/<task>.yaml``.
+
+``python -m smac_lightning data make --config conf/<task>.yaml [--overwrite]`` generates the
+offline dataset a config names without training.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import MLFlowLogger
+from jsonargparse import lazy_instance
+
+from smac_lightning.algos import SMAC
+from smac_lightning.callbacks import LogConfigToMLflow
+from smac_lightning.data import OfflineMetaDataModule
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3 refuses a plain ./mlruns file store
+
+
+class SMACCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.obs_dim", "model.obs_dim", apply_on="instantiate")
+        parser.link_arguments("data.act_dim", "model.act_dim", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "trainer.logger": lazy_instance(
+                    MLFlowLogger, experiment_name="smac_lightning", tracking_uri=DEFAULT_TRACKING_URI
+                ),
+                "trainer.default_root_dir": "runs",
+                "trainer.max_epochs": -1,  # the module stops at its update budget
+                "trainer.check_val_every_n_epoch": None,
+                "trainer.num_sanity_val_steps": 0,
+                # A checkpoint after every meta-test (save_on_train_epoch_end=False): the epoch never ends.
+                "checkpoint.save_on_train_epoch_end": False,
+                "checkpoint.save_last": True,
+                "checkpoint.monitor": "eval/test/final_return",
+                "checkpoint.mode": "max",
+            }
+        )
+
+
+def cli(args: list[str] | None = None, run: bool = True) -> SMACCLI:
+    return SMACCLI(
+        SMAC,
+        OfflineMetaDataModule,
+        save_config_callback=LogConfigToMLflow,
+        save_config_kwargs={"save_to_log_dir": False},
+        args=args,
+        run=run,
+    )
+
+
+class _DatasetCLI(SMACCLI):
+    """Parses a training config and builds only what it takes to have its dataset on disk."""
+
+    overwrite = False
+
+    def before_instantiate_classes(self) -> None:
+        dataset_dir = Path(self.config["data"]["dataset_dir"])
+        if self.overwrite and dataset_dir.exists():
+            shutil.rmtree(dataset_dir)
+
+    def instantiate_classes(self) -> None:
+        self.datamodule = self.parser.instantiate_classes(self.config).get("data")
+
+
+def data_command(args: list[str]) -> None:
+    """``data make --config ... [--overwrite]``: build (or rebuild) the config's offline dataset."""
+    usage = "usage: python -m smac_lightning data make --config CONFIG [--config OVERLAY ...] [--overwrite]"
+    if not args or args[0] in ("-h", "--help"):
+        print(usage)
+        raise SystemExit(0 if args else 2)
+    if args[0] != "make":
+        print(f"unknown data command {args[0]!r}\n{usage}", file=sys.stderr)
+        raise SystemExit(2)
+    _DatasetCLI.overwrite = "--overwrite" in args
+    made = _DatasetCLI(
+        SMAC, OfflineMetaDataModule, args=[a for a in args[1:] if a != "--overwrite"], run=False, save_config_callback=None
+    )
+    dm = made.datamodule
+    manifest = dm.dataset.manifest
+    print(
+        f"dataset ready at {dm.dataset_dir}: {manifest['family']['name']}, "
+        f"{len(manifest['tasks']['train'])} train / {len(manifest['tasks']['test'])} test tasks, "
+        f"{manifest['sizes']['rl']} RL + {manifest['sizes']['encoder']} encoder transitions per task"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    if argv is None and sys.argv[1:2] == ["data"]:
+        data_command(sys.argv[2:])
+    elif argv and argv[0] == "data":
+        data_command(argv[1:])
+    else:
+        cli(argv if argv else None)

@@ -1,0 +1,59 @@
+"""The task-family contract every environment family implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import gymnasium as gym
+import numpy as np
+
+
+class TaskFamily(ABC):
+    """A distribution over tasks, fixed seeded train/test task sets, and envs for one task.
+
+    Tasks are rows of a float array (``task_dim`` columns); a family knows how to
+    draw them, how to build a gymnasium env for one of them, and which scripted
+    behaviour policy generates its offline data.
+    """
+
+    name: str = "task-family"
+
+    def __init__(self, num_train_tasks: int, num_test_tasks: int, horizon: int, seed: int):
+        if num_train_tasks < 1 or num_test_tasks < 1:
+            raise ValueError(
+                f"{type(self).__name__}: num_train_tasks and num_test_tasks must be >= 1, "
+                f"got {num_train_tasks} and {num_test_tasks}"
+            )
+        if horizon < 1:
+            raise ValueError(f"{type(self).__name__}: horizon must be >= 1, got {horizon}")
+        self.num_train_tasks = num_train_tasks
+        self.num_test_tasks = num_test_tasks
+        self.horizon = horizon
+        self.seed = seed
+
+    @abstractmethod
+    def sample_tasks(self, n: int, seed: int) -> np.ndarray:
+        """``n`` tasks drawn from the family's distribution, reproducible from ``seed``."""
+
+    @abstractmethod
+    def make_env(self, task: np.ndarray, reward_free: bool = False) -> gym.Env:
+        """A gymnasium env for ``task``; ``reward_free`` envs never compute the true reward."""
+
+    @abstractmethod
+    def behaviour_policy(self, rng: np.random.Generator):
+        """The scripted policy that generates offline data (see ``data.generate``)."""
+
+    def task_sets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Fixed train and held-out test tasks: one seeded draw, first train then test."""
+        tasks = self.sample_tasks(self.num_train_tasks + self.num_test_tasks, self.seed)
+        return tasks[: self.num_train_tasks], tasks[self.num_train_tasks :]
+
+    def config(self) -> dict:
+        """What identifies the family's data; stored in dataset manifests."""
+        return {
+            "name": self.name,
+            "num_train_tasks": self.num_train_tasks,
+            "num_test_tasks": self.num_test_tasks,
+            "horizon": self.horizon,
+            "seed": self.seed,
+        }

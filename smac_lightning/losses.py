@@ -1,0 +1,45 @@
+"""SMAC's losses as pure functions, one per equation of the paper.
+
+Shapes: ``[tasks, batch, 1]`` per-transition values, ``[critics, tasks, batch, 1]``
+for the Q ensemble, ``[tasks, d_z]`` for posteriors.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def kl_to_standard_normal(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, var) || N(0, I)) of diagonal Gaussians, summed over the last dim."""
+    return 0.5 * (var + mean.pow(2) - 1.0 - var.log()).sum(-1)
+
+
+def td_target(reward, terminated, next_q, gamma: float, reward_scale: float) -> torch.Tensor:
+    """Bootstrapped target of eq. (1); ``next_q`` is min over the target critics at a' ~ pi(s', z)."""
+    return reward_scale * reward + gamma * (~terminated).to(next_q.dtype) * next_q
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. (1): squared Bellman error, averaged over transitions and summed over the ensemble."""
+    return (q - target.detach()).pow(2).flatten(1).mean(1).sum()
+
+
+def awac_weights(q: torch.Tensor, v: torch.Tensor, beta: float) -> torch.Tensor:
+    """exp((Q - V) / beta) normalised as a softmax over the whole batch, times the batch size."""
+    advantage = ((q - v) / beta).flatten()
+    return (torch.softmax(advantage, 0) * advantage.numel()).view_as(q)
+
+
+def awac_actor_loss(log_prob: torch.Tensor, q: torch.Tensor, v: torch.Tensor, beta: float) -> torch.Tensor:
+    """Eq. (2): advantage-weighted log-likelihood of the dataset's actions."""
+    return -(log_prob * awac_weights(q, v, beta).detach()).mean()
+
+
+def pearl_actor_loss(q_new: torch.Tensor, log_prob_new: torch.Tensor, entropy_weight: float = 0.0) -> torch.Tensor:
+    """PEARL's (SAC's) reparameterised actor loss at a ~ pi(s, z): E[alpha * log pi - Q]."""
+    return (entropy_weight * log_prob_new - q_new).mean()
+
+
+def reward_loss(predicted: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+    """Eq. (3)'s reconstruction term (mean rather than sum, so its scale is batch-size free)."""
+    return (predicted - reward).pow(2).mean()

@@ -1,0 +1,9 @@
+"""Networks only: no Lightning, buffers or environments here."""
+
+from smac_lightning.nn.critic import CriticEnsemble
+from smac_lightning.nn.decoder import RewardDecoder
+from smac_lightning.nn.encoder import ContextEncoder
+from smac_lightning.nn.mlp import EnsembleMLP, mlp
+from smac_lightning.nn.policy import TanhGaussian, TanhGaussianPolicy
+
+__all__ = ["ContextEncoder", "CriticEnsemble", "EnsembleMLP", "RewardDecoder", "TanhGaussian", "TanhGaussianPolicy", "mlp"]

@@ -1,0 +1,52 @@
+"""The tanh-Gaussian policy pi(a | s, z)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smac_lightning.nn.mlp import mlp
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+ACTION_CLAMP = 0.999999  # dataset actions of exactly +-1 would give atanh = inf
+
+
+class TanhGaussian:
+    """A Gaussian squashed by tanh, with the change-of-variables log-density."""
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
+        self.mean, self.log_std = mean, log_std
+        self.std = log_std.exp()
+
+    def rsample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action and its log-density (summed over action dims, keepdim)."""
+        pre_tanh = self.mean + self.std * torch.randn_like(self.mean)
+        return torch.tanh(pre_tanh), self._log_prob_pre_tanh(pre_tanh)
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        return self._log_prob_pre_tanh(torch.atanh(action.clamp(-ACTION_CLAMP, ACTION_CLAMP)))
+
+    def _log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:
+        gaussian = -0.5 * ((u - self.mean) / self.std) ** 2 - self.log_std - 0.5 * math.log(2 * math.pi)
+        # log(1 - tanh(u)^2), written in a form that stays finite for large |u|
+        log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        return (gaussian - log_det).sum(-1, keepdim=True)
+
+    @property
+    def deterministic(self) -> torch.Tensor:
+        return torch.tanh(self.mean)
+
+
+class TanhGaussianPolicy(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, latent_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        self.act_dim = act_dim
+        self.net = mlp(obs_dim + latent_dim, hidden, 2 * act_dim)
+
+    def forward(self, observation: torch.Tensor, z: torch.Tensor) -> TanhGaussian:
+        mean, log_std = self.net(torch.cat([observation, z], dim=-1)).split(self.act_dim, dim=-1)
+        return TanhGaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
