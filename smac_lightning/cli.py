@@ -93,9 +93,8 @@ def data_command(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    if argv is None and sys.argv[1:2] == ["data"]:
-        data_command(sys.argv[2:])
-    elif argv and argv[0] == "data":
-        data_command(argv[1:])
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["data"]:
+        data_command(args[1:])
     else:
-        cli(argv if argv else None)
+        cli(argv)  # None: LightningCLI reads sys.argv itself

@@ -192,6 +192,24 @@ class SMAC(L.LightningModule):
 
         return [SelfSupervisedPhase()]
 
+    def on_fit_start(self) -> None:
+        interval = self.trainer.val_check_interval
+        budgets = {"model.offline_updates": self.hparams.offline_updates, "model.self_supervised_updates": self.hparams.self_supervised_updates}
+        for name, value in budgets.items():
+            if value < 0:
+                raise ValueError(f"{name}={value} must be >= 0")
+            if isinstance(interval, int) and value % interval:
+                raise ValueError(
+                    f"{name}={value} is not a multiple of trainer.val_check_interval={interval}: meta-test "
+                    f"evaluation must fall on the phase switch and on the last update. Make it a multiple."
+                )
+        if self.trainer.max_steps != -1:
+            raise ValueError(
+                f"trainer.max_steps={self.trainer.max_steps} is set, but SMAC's budget is counted in updates "
+                f"(model.offline_updates + model.self_supervised_updates; Lightning counts each of the three "
+                f"optimizers' steps). Remove trainer.max_steps."
+            )
+
     def on_train_batch_start(self, batch, batch_idx: int):
         if self.updates >= self.total_updates:
             self.trainer.should_stop = True

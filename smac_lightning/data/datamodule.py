@@ -1,0 +1,125 @@
+"""The DataModule: the offline dataset (generated on first use), its replays, and meta-batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from tensordict import TensorDict
+from torch.utils.data import DataLoader, IterableDataset
+
+from smac_lightning.data.dataset import OfflineDataset, load_dataset
+from smac_lightning.data.generate import generate_dataset
+from smac_lightning.data.replay import MultiTaskReplay
+from smac_lightning.envs.base import TaskFamily
+
+
+class _MetaBatches(IterableDataset):
+    """An endless stream of meta-batches; the training budget is counted by the module."""
+
+    def __init__(self, datamodule: "OfflineMetaDataModule"):
+        self.datamodule = datamodule
+
+    def __iter__(self):
+        while True:
+            yield self.datamodule.sample_meta_batch()
+
+
+def _as_is(batch):
+    return batch
+
+
+class OfflineMetaDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        family: TaskFamily,
+        dataset_dir: str = "data/point_robot",
+        rl_size: int = 1200,
+        encoder_size: int = 400,
+        dataset_seed: int = 0,
+        meta_batch: int = 4,
+        batch_size: int = 256,
+        context_size: int = 64,
+        online_capacity: int = 4000,
+        seed: int = 0,
+    ):
+        """
+        Args:
+            family: the task family (its train/test tasks are stored with the dataset).
+            dataset_dir: where the offline dataset lives; generated there first if missing.
+            rl_size: transitions per training task in each RL buffer (used when generating).
+            encoder_size: transitions per task in each encoder (context) buffer (used when generating).
+            dataset_seed: seed of the behaviour policy when generating.
+            meta_batch: tasks per meta-batch.
+            batch_size: RL transitions per task in a meta-batch.
+            context_size: encoder (context) transitions per task in a meta-batch.
+            online_capacity: online rows kept per task and buffer in the self-supervised phase.
+            seed: seed of meta-batch sampling (offset by the process rank under DDP).
+        """
+        super().__init__()
+        self.family = family
+        self.dataset_dir = Path(dataset_dir)
+        self.meta_batch = meta_batch
+        self.batch_size = batch_size
+        self.context_size = context_size
+        self.seed = seed
+        self.dataset = self._load_or_generate(rl_size, encoder_size, dataset_seed)
+        if meta_batch > self.num_train_tasks:
+            raise ValueError(f"data.meta_batch={meta_batch} exceeds the {self.num_train_tasks} training tasks")
+        self.rl = MultiTaskReplay(self.dataset.train_rl, online_capacity)
+        self.encoder = MultiTaskReplay(self.dataset.train_encoder, online_capacity)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _load_or_generate(self, rl_size: int, encoder_size: int, dataset_seed: int) -> OfflineDataset:
+        if not self.dataset_dir.exists():
+            return generate_dataset(self.family, self.dataset_dir, rl_size, encoder_size, dataset_seed)
+        return load_dataset(self.dataset_dir, self.family.config())
+
+    @property
+    def obs_dim(self) -> int:
+        return self.dataset.manifest["obs_dim"]
+
+    @property
+    def act_dim(self) -> int:
+        return self.dataset.manifest["act_dim"]
+
+    @property
+    def num_train_tasks(self) -> int:
+        return len(self.dataset.manifest["tasks"]["train"])
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None and self.trainer.world_size > 1:
+            self.generator.manual_seed(self.seed + self.trainer.global_rank)
+
+    def sample_meta_batch(self) -> TensorDict:
+        tasks = torch.randperm(self.num_train_tasks, generator=self.generator)[: self.meta_batch]
+        return TensorDict(
+            {
+                "task": tasks,
+                "context": self.encoder.sample(tasks, self.context_size, self.generator),
+                "rl": self.rl.sample(tasks, self.batch_size, self.generator),
+            },
+            batch_size=[self.meta_batch],
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_MetaBatches(self), batch_size=None, collate_fn=_as_is)
+
+    def val_dataloader(self) -> DataLoader:
+        # One item per evaluation: the module's validation_step runs the whole meta-test.
+        return DataLoader([0], batch_size=None)
+
+    test_dataloader = val_dataloader
+
+    def state_dict(self) -> dict:
+        return {
+            "rl": self.rl.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rl.load_state_dict(state["rl"])
+        self.encoder.load_state_dict(state["encoder"])
+        self.generator.set_state(state["generator"])

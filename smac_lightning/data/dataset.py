@@ -1,0 +1,134 @@
+"""The offline dataset on disk: per-task buffers as memory-mapped TensorDicts plus a JSON manifest.
+
+Layout of a dataset directory::
+
+    manifest.json          family config, tasks, split, behaviour policy, seed, sizes, version
+    train/rl/              RL buffers of the training tasks,        batch [num_train, rl_size]
+    train/encoder/         encoder (context) buffers, same tasks,   batch [num_train, encoder_size]
+    test/encoder/          context buffers of the held-out tasks,   batch [num_test, encoder_size]
+                           (never trained on: only for the offline-context diagnostics)
+
+Each buffer holds ``observation, action, reward, next/observation, terminated,
+truncated, task``. Every problem found on load raises ``DatasetError`` naming the
+file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tensordict import TensorDict
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+BUFFERS = ("train/rl", "train/encoder", "test/encoder")
+FIELDS = ("observation", "action", "reward", ("next", "observation"), "terminated", "truncated", "task")
+
+
+class DatasetError(ValueError):
+    """An offline dataset that is missing, malformed, or made for something else."""
+
+
+@dataclass
+class OfflineDataset:
+    manifest: dict
+    train_rl: TensorDict
+    train_encoder: TensorDict
+    test_encoder: TensorDict
+
+    @property
+    def train_tasks(self) -> torch.Tensor:
+        return torch.tensor(self.manifest["tasks"]["train"], dtype=torch.float32)
+
+    @property
+    def test_tasks(self) -> torch.Tensor:
+        return torch.tensor(self.manifest["tasks"]["test"], dtype=torch.float32)
+
+
+def save_dataset(path: Path, manifest: dict, buffers: dict[str, TensorDict]) -> None:
+    """Write ``buffers`` (keyed as in ``BUFFERS``) and the manifest into the directory ``path``."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in BUFFERS:
+        buffers[name].memmap(path / name)
+    manifest = {**manifest, "format_version": FORMAT_VERSION}
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def load_dataset(path: str | Path, family_config: dict | None = None) -> OfflineDataset:
+    """Load and validate a dataset; ``family_config`` (if given) must match the manifest's."""
+    path = Path(path)
+    manifest = _read_manifest(path)
+    if family_config is not None and manifest["family"] != family_config:
+        raise DatasetError(
+            f"{path / MANIFEST}: the dataset was made for task family {manifest['family']}, "
+            f"but the config asks for {family_config}. Point data.dataset_dir at another folder "
+            f"(it is generated on first use) or delete {path} to regenerate it."
+        )
+    buffers = {name: _read_buffer(path, name, manifest) for name in BUFFERS}
+    return OfflineDataset(manifest, buffers["train/rl"], buffers["train/encoder"], buffers["test/encoder"])
+
+
+def _read_manifest(path: Path) -> dict:
+    if not path.is_dir():
+        raise DatasetError(f"{path}: no dataset directory here (expected a folder with {MANIFEST})")
+    file = path / MANIFEST
+    if not file.is_file():
+        raise DatasetError(f"{file}: manifest missing; {path} is not a smac_lightning dataset")
+    try:
+        manifest = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{file}: not valid JSON ({err})") from None
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise DatasetError(
+            f"{file}: dataset format version {version!r}, this smac_lightning reads version "
+            f"{FORMAT_VERSION}; regenerate it with `python -m smac_lightning data make`"
+        )
+    missing = {"family", "tasks", "sizes", "obs_dim", "act_dim"} - manifest.keys()
+    if missing:
+        raise DatasetError(f"{file}: manifest lacks {sorted(missing)}")
+    return manifest
+
+
+def _read_buffer(path: Path, name: str, manifest: dict) -> TensorDict:
+    where = path / name
+    if not (where / "meta.json").is_file():
+        raise DatasetError(f"{where}: buffer missing (expected a memory-mapped TensorDict)")
+    try:
+        td = TensorDict.load_memmap(where)
+    except Exception as err:  # a truncated or foreign file: report where, not torch's internals
+        raise DatasetError(f"{where}: cannot be read as a memory-mapped TensorDict ({err})") from None
+    split, kind = name.split("/")
+    expected_batch = (len(manifest["tasks"][split]), manifest["sizes"][kind])
+    if tuple(td.batch_size) != expected_batch:
+        raise DatasetError(
+            f"{where}: buffer has shape {tuple(td.batch_size)} (tasks, transitions) but the manifest "
+            f"says {expected_batch}"
+        )
+    last_dims = {
+        "observation": manifest["obs_dim"],
+        ("next", "observation"): manifest["obs_dim"],
+        "action": manifest["act_dim"],
+        "reward": 1,
+        "terminated": 1,
+        "truncated": 1,
+        "task": 1,
+    }
+    for key in FIELDS:
+        label = "/".join(key) if isinstance(key, tuple) else key
+        if key not in td.keys(include_nested=True):
+            raise DatasetError(f"{where}: field '{label}' missing")
+        shape = tuple(td.get(key).shape)
+        if shape != (*expected_batch, last_dims[key]):
+            raise DatasetError(f"{where}: field '{label}' has shape {shape}, expected {(*expected_batch, last_dims[key])}")
+    for key in ("observation", "action", "reward", ("next", "observation")):
+        values = td.get(key)
+        if not torch.isfinite(values).all():
+            bad = (~torch.isfinite(values)).flatten(1).any(-1).nonzero().flatten().tolist()
+            label = "/".join(key) if isinstance(key, tuple) else key
+            raise DatasetError(f"{where}: field '{label}' has NaN or infinite values (tasks {bad[:10]})")
+    return td.clone()  # into memory: sampling gathers at random, which a memmap would serve from disk
+

@@ -1,0 +1,82 @@
+"""Offline dataset generation with a family's scripted behaviour policy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+from tqdm.auto import tqdm
+
+from smac_lightning.data.dataset import OfflineDataset, load_dataset, save_dataset
+from smac_lightning.envs.base import TaskFamily
+from smac_lightning.rollout import rollout
+
+
+def generate_dataset(
+    family: TaskFamily,
+    path: str | Path,
+    rl_size: int,
+    encoder_size: int,
+    seed: int = 0,
+    progress: bool = True,
+) -> OfflineDataset:
+    """Roll out the behaviour policy on every task and write the dataset to ``path``.
+
+    The dataset is written to a temporary sibling folder and renamed into place,
+    so an interrupted generation never leaves a half-written dataset behind.
+    """
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    policy = family.behaviour_policy(rng)
+    train, test = family.task_sets()
+    plan = [("train/rl", train, rl_size), ("train/encoder", train, encoder_size), ("test/encoder", test, encoder_size)]
+    episodes = sum(-(-size // family.horizon) for _, _, size in plan)
+    bar = tqdm(total=episodes, desc=f"generating {family.name} dataset", unit="episode", disable=not progress)
+    started = time.perf_counter()
+    buffers = {name: _collect(family, tasks, size, policy, rng, bar) for name, tasks, size in plan}
+    bar.close()
+    manifest = {
+        "family": family.config(),
+        "tasks": {"train": train.tolist(), "test": test.tolist()},
+        "behaviour_policy": {"name": type(policy).__name__, **_public_attrs(policy)},
+        "seed": seed,
+        "sizes": {"rl": rl_size, "encoder": encoder_size},
+        "obs_dim": int(buffers["train/rl"]["observation"].shape[-1]),
+        "act_dim": int(buffers["train/rl"]["action"].shape[-1]),
+        "generation_seconds": round(time.perf_counter() - started, 2),
+    }
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_dataset(tmp, manifest, buffers)
+    try:
+        os.replace(tmp, path)
+    except OSError:  # another process finished the same dataset first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_dataset(path, family.config())
+
+
+def _collect(family, tasks: np.ndarray, size: int, policy, rng: np.random.Generator, bar) -> TensorDict:
+    """``size`` valid transitions per task, from whole episodes run on all tasks in lock-step."""
+    envs = [family.make_env(task) for task in tasks]
+    episodes, valid_rows = [], torch.zeros(len(tasks), dtype=torch.long)
+    while valid_rows.min() < size:  # early-terminating envs may need extra episodes
+        policy.reset(tasks)
+        episodes.append(rollout(envs, policy.act, family.horizon, seed=int(rng.integers(2**31))))
+        valid_rows += episodes[-1]["valid"].sum(-1)
+        bar.update(1)
+    data = torch.cat(episodes, dim=1)
+    # A stable sort puts each task's valid rows first, in time order; keep ``size`` of them.
+    order = torch.argsort((~data["valid"]).to(torch.int8), dim=1, stable=True)[:, :size]
+    data = data[torch.arange(len(tasks))[:, None], order]
+    data = data.exclude("valid")
+    data["task"] = torch.arange(len(tasks)).view(-1, 1, 1).expand(len(tasks), size, 1).clone()
+    return data
+
+
+def _public_attrs(obj) -> dict:
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_") and isinstance(v, (int, float, str, bool))}

@@ -1,0 +1,60 @@
+"""All tasks' transitions in one contiguous storage, sampled with one index operation."""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+
+
+class MultiTaskReplay:
+    """A ``[num_tasks, offline + online_capacity]`` TensorDict with per-task fill levels.
+
+    Row ``i`` of task ``t`` lives at ``storage[t, i]``: the offline rows first and
+    never overwritten, then a ring of ``online_capacity`` rows for online data.
+    Every row carries ``generated`` (its reward came from the reward decoder).
+    """
+
+    def __init__(self, offline: TensorDict, online_capacity: int = 0):
+        num_tasks, self.offline_size = offline.batch_size
+        self.online_capacity = online_capacity
+        offline = offline.clone()
+        offline["generated"] = torch.zeros(num_tasks, self.offline_size, 1, dtype=torch.bool)
+        online = offline[:, :1].expand(num_tasks, online_capacity).clone().zero_()
+        self.storage = torch.cat([offline, online], dim=1)
+        self.sizes = torch.full((num_tasks,), self.offline_size, dtype=torch.long)
+        self.written = torch.zeros(num_tasks, dtype=torch.long)  # online rows ever written per task
+
+    @property
+    def num_tasks(self) -> int:
+        return self.storage.batch_size[0]
+
+    def sample(self, tasks: torch.Tensor, n: int, generator: torch.Generator | None = None,
+               offline_only: bool = False) -> TensorDict:
+        """``n`` rows drawn uniformly (with replacement) from each task in ``tasks``: ``[len(tasks), n]``."""
+        limit = torch.full_like(tasks, self.offline_size) if offline_only else self.sizes[tasks]
+        u = torch.rand(len(tasks), n, generator=generator)
+        index = (u * limit.unsqueeze(1)).long()
+        return self.storage[tasks.unsqueeze(1), index]
+
+    def extend(self, task: int, rows: TensorDict) -> None:
+        """Append online rows to one task's ring, overwriting its oldest online rows when full."""
+        if self.online_capacity == 0:
+            raise RuntimeError("this replay was built with online_capacity=0 and cannot take online data")
+        k = rows.batch_size[0]
+        slots = self.offline_size + (self.written[task] + torch.arange(k)) % self.online_capacity
+        self.storage[task, slots] = rows.select(*self.storage.keys(True, True)).to(self.storage.device)
+        self.written[task] += k
+        self.sizes[task] = self.offline_size + min(int(self.written[task]), self.online_capacity)
+
+    def online_rows(self) -> TensorDict:
+        return self.storage[:, self.offline_size :]
+
+    def state_dict(self) -> dict:
+        """The online part only: the offline rows come back from the dataset on disk."""
+        return {"online": self.online_rows().to_dict(), "sizes": self.sizes.clone(), "written": self.written.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        online = TensorDict(state["online"], batch_size=[self.num_tasks, self.online_capacity])
+        self.storage[:, self.offline_size :] = online
+        self.sizes.copy_(state["sizes"])
+        self.written.copy_(state["written"])
