@@ -40,7 +40,7 @@ class SelfSupervisedPhase(L.Callback):
         if module.phase == Phase.OFFLINE and module.updates >= module.hparams.offline_updates:
             freeze(module.encoder, module.decoder)
             module.phase = Phase.SELF_SUPERVISED
-        if module.phase != Phase.SELF_SUPERVISED:
+        if module.phase != Phase.SELF_SUPERVISED or module.updates >= module.total_updates:
             return
         config = module.self_supervised
         updates_in_phase = module.updates - module.hparams.offline_updates

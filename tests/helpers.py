@@ -1,0 +1,23 @@
+"""Build the smoke configuration in-process, for tests that need the module, data and trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from smac_lightning.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ["--config", str(ROOT / "conf/point_robot.yaml"), "--config", str(ROOT / "conf/smoke.yaml")]
+
+
+def smoke_cli(tmp_path: Path, *overrides: str):
+    """The smoke config with its dataset, MLflow store and checkpoints under ``tmp_path``."""
+    args = [
+        *SMOKE,
+        "--data.dataset_dir", str(tmp_path / "data"),
+        "--trainer.logger.init_args.tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--trainer.logger.init_args.artifact_location", str(tmp_path / "artifacts"),
+        "--trainer.default_root_dir", str(tmp_path / "runs"),
+        *overrides,
+    ]
+    return cli(args, run=False)

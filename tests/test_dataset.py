@@ -1,0 +1,108 @@
+import json
+import shutil
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from smac_lightning.data import DatasetError, generate_dataset, load_dataset
+from smac_lightning.envs import PointRobotFamily
+
+
+def test_dataset_round_trips(tmp_path, family):
+    made = generate_dataset(family, tmp_path / "ds", rl_size=30, encoder_size=20, seed=5, progress=False)
+    loaded = load_dataset(tmp_path / "ds", family.config())
+    for name in ("train_rl", "train_encoder", "test_encoder"):
+        assert (getattr(made, name) == getattr(loaded, name)).all()
+    assert loaded.train_rl.batch_size == (6, 30)
+    assert loaded.test_encoder.batch_size == (3, 20)
+    torch.testing.assert_close(loaded.train_tasks, torch.tensor(family.task_sets()[0], dtype=torch.float32))
+    # row t of the buffers is task t, and rewards are the family's for that task
+    assert (loaded.train_rl["task"].squeeze(-1) == torch.arange(6)[:, None]).all()
+    goals = loaded.train_tasks[:, None, :]
+    expected = -(loaded.train_rl["next", "observation"] - goals).norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(loaded.train_rl["reward"], expected, atol=1e-5, rtol=0)
+    assert loaded.manifest["behaviour_policy"]["name"] == "GoalSeeker"
+
+
+def test_generation_is_reproducible(tmp_path, family):
+    a = generate_dataset(family, tmp_path / "a", 30, 20, seed=5, progress=False)
+    b = generate_dataset(family, tmp_path / "b", 30, 20, seed=5, progress=False)
+    assert (a.train_rl == b.train_rl).all()
+
+
+def _copy(dataset_dir, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(dataset_dir, target)
+    return target
+
+
+def test_wrong_path_is_named(tmp_path):
+    with pytest.raises(DatasetError, match="no dataset directory here") as err:
+        load_dataset(tmp_path / "nowhere")
+    assert "nowhere" in str(err.value)
+
+
+def test_folder_without_manifest(tmp_path):
+    with pytest.raises(DatasetError, match="manifest.json: manifest missing"):
+        load_dataset(tmp_path)
+
+
+def test_manifest_of_another_version(dataset_dir, tmp_path):
+    path = _copy(dataset_dir, tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match="format version 99"):
+        load_dataset(path)
+
+
+def test_corrupt_manifest(dataset_dir, tmp_path):
+    path = _copy(dataset_dir, tmp_path)
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        load_dataset(path)
+
+
+def test_dataset_of_another_family(dataset_dir):
+    other = PointRobotFamily(num_train_tasks=6, num_test_tasks=3, horizon=10, sparse=True)
+    with pytest.raises(DatasetError, match="made for task family") as err:
+        load_dataset(dataset_dir, other.config())
+    assert "data.dataset_dir" in str(err.value)
+
+
+def test_mismatched_shapes(dataset_dir, tmp_path):
+    path = _copy(dataset_dir, tmp_path)
+    td = TensorDict.load_memmap(path / "train/rl").clone()
+    shutil.rmtree(path / "train/rl")
+    td.set("action", torch.zeros(*td.batch_size, 3))  # 3-d actions where the manifest says 2
+    td.memmap(path / "train/rl")
+    with pytest.raises(DatasetError, match=r"train/rl: field 'action' has shape \(6, 50, 3\)"):
+        load_dataset(path)
+
+
+def test_truncated_buffer(dataset_dir, tmp_path):
+    path = _copy(dataset_dir, tmp_path)
+    td = TensorDict.load_memmap(path / "train/encoder").clone()
+    shutil.rmtree(path / "train/encoder")
+    td[:, :10].clone().memmap(path / "train/encoder")
+    with pytest.raises(DatasetError, match="train/encoder: buffer has shape"):
+        load_dataset(path)
+
+
+def test_nan_rewards(dataset_dir, tmp_path):
+    path = _copy(dataset_dir, tmp_path)
+    td = TensorDict.load_memmap(path / "train/rl")
+    td["reward"][2, 5] = float("nan")  # written through the memory map
+    del td
+    with pytest.raises(DatasetError, match=r"field 'reward' has NaN or infinite values \(tasks \[2\]\)"):
+        load_dataset(path)
+
+
+def test_missing_field(dataset_dir, tmp_path):
+    path = _copy(dataset_dir, tmp_path)
+    td = TensorDict.load_memmap(path / "test/encoder").clone()
+    shutil.rmtree(path / "test/encoder")
+    td.exclude("reward").memmap(path / "test/encoder")
+    with pytest.raises(DatasetError, match="test/encoder: field 'reward' missing"):
+        load_dataset(path)

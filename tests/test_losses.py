@@ -1,0 +1,113 @@
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, TransformedDistribution, kl_divergence
+from torch.distributions.transforms import TanhTransform
+
+from smac_lightning.losses import (
+    awac_actor_loss,
+    awac_weights,
+    critic_loss,
+    kl_to_standard_normal,
+    pearl_actor_loss,
+    reward_loss,
+    td_target,
+)
+from smac_lightning.nn.encoder import product_of_gaussians
+from smac_lightning.nn.policy import TanhGaussian
+
+
+def test_kl_to_standard_normal_matches_torch():
+    mean, var = torch.tensor([[0.5, -1.0], [0.0, 2.0]]), torch.tensor([[0.25, 2.0], [1.0, 0.5]])
+    expected = kl_divergence(Normal(mean, var.sqrt()), Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(kl_to_standard_normal(mean, var), expected)
+
+
+def test_kl_of_the_prior_itself_is_zero():
+    assert kl_to_standard_normal(torch.zeros(3), torch.ones(3)).item() == 0.0
+
+
+def test_td_target_by_hand():
+    reward = torch.tensor([[1.0], [2.0]])
+    terminated = torch.tensor([[False], [True]])
+    next_q = torch.tensor([[10.0], [10.0]])
+    target = td_target(reward, terminated, next_q, gamma=0.9, reward_scale=5.0)
+    # 5 * 1 + 0.9 * 10 = 14; a terminal transition does not bootstrap: 5 * 2 = 10
+    torch.testing.assert_close(target, torch.tensor([[14.0], [10.0]]))
+
+
+def test_critic_loss_sums_members_of_their_mean_squared_errors():
+    q = torch.tensor([[[1.0], [2.0]], [[0.0], [4.0]]])  # [critics=2, batch=2, 1]
+    target = torch.tensor([[1.0], [1.0]])
+    # member 0: (0 + 1) / 2 = 0.5; member 1: (1 + 9) / 2 = 5
+    assert critic_loss(q, target).item() == pytest.approx(5.5)
+
+
+def test_critic_loss_does_not_train_through_its_target():
+    q = torch.ones(2, 3, 1, requires_grad=True)
+    target = torch.zeros(3, 1, requires_grad=True)
+    critic_loss(q, target).backward()
+    assert target.grad is None
+
+
+def test_awac_weights_are_batch_softmax_times_batch_size():
+    q = torch.tensor([[1.0], [2.0], [3.0]])
+    v = torch.tensor([[1.0], [1.0], [1.0]])
+    e = torch.tensor([math.exp(0.0), math.exp(0.5), math.exp(1.0)])
+    expected = (3 * e / e.sum()).view(3, 1)
+    torch.testing.assert_close(awac_weights(q, v, beta=2.0), expected)
+
+
+def test_awac_actor_loss_by_hand():
+    log_prob = torch.tensor([[-1.0], [-2.0]], requires_grad=True)
+    q, v = torch.tensor([[0.0], [math.log(3.0)]]), torch.zeros(2, 1)
+    # weights: softmax([0, log 3]) * 2 = [0.5, 1.5]; loss = -(0.5 * -1 + 1.5 * -2) / 2 = 1.75
+    loss = awac_actor_loss(log_prob, q, v, beta=1.0)
+    assert loss.item() == pytest.approx(1.75)
+    loss.backward()
+    torch.testing.assert_close(log_prob.grad, torch.tensor([[-0.25], [-0.75]]))
+
+
+def test_pearl_actor_loss_by_hand():
+    q_new, log_prob = torch.tensor([[2.0], [4.0]]), torch.tensor([[-1.0], [-3.0]])
+    assert pearl_actor_loss(q_new, log_prob).item() == pytest.approx(-3.0)
+    assert pearl_actor_loss(q_new, log_prob, entropy_weight=0.5).item() == pytest.approx(-4.0)
+
+
+def test_reward_loss_by_hand():
+    assert reward_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 1.0])).item() == pytest.approx(2.5)
+
+
+def test_product_of_two_gaussians_matches_closed_form():
+    mean = torch.tensor([[[1.0], [3.0]]])  # [tasks=1, factors=2, d=1]
+    var = torch.tensor([[[1.0], [3.0]]])
+    post_mean, post_var = product_of_gaussians(mean, var)
+    # precisions 1 and 1/3 add to 4/3; mean = (1*1 + 3/3) / (4/3) = 1.5
+    torch.testing.assert_close(post_var, torch.tensor([[0.75]]))
+    torch.testing.assert_close(post_mean, torch.tensor([[1.5]]))
+
+
+def test_product_of_gaussians_is_vectorised_over_tasks_and_masks_factors():
+    mean, var = torch.randn(4, 7, 5), torch.rand(4, 7, 5) + 0.1
+    mask = torch.ones(4, 7, dtype=torch.bool)
+    mask[2, 3:] = False
+    post_mean, post_var = product_of_gaussians(mean, var, mask)
+    for task in range(4):
+        keep = mask[task]
+        one_mean, one_var = product_of_gaussians(mean[task, keep][None], var[task, keep][None])
+        torch.testing.assert_close(post_mean[task], one_mean[0])
+        torch.testing.assert_close(post_var[task], one_var[0])
+
+
+def test_tanh_gaussian_log_prob_matches_torch():
+    mean, log_std = torch.tensor([[0.3, -0.2]]), torch.tensor([[-0.5, 0.1]])
+    action = torch.tensor([[0.5, -0.9]])
+    reference = TransformedDistribution(Normal(mean, log_std.exp()), [TanhTransform()])
+    expected = reference.log_prob(action).sum(-1, keepdim=True)
+    torch.testing.assert_close(TanhGaussian(mean, log_std).log_prob(action), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_tanh_gaussian_log_prob_is_finite_for_saturated_dataset_actions():
+    dist = TanhGaussian(torch.zeros(1, 2), torch.zeros(1, 2))
+    assert torch.isfinite(dist.log_prob(torch.tensor([[1.0, -1.0]]))).all()

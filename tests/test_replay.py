@@ -1,0 +1,87 @@
+import torch
+from tensordict import TensorDict
+
+from smac_lightning.data import MultiTaskReplay, OfflineMetaDataModule
+
+
+def _offline(num_tasks=3, size=5):
+    t = torch.arange(num_tasks).view(-1, 1, 1).expand(num_tasks, size, 1)
+    i = torch.arange(size).view(1, -1, 1).expand(num_tasks, size, 1)
+    return TensorDict(
+        {
+            "observation": torch.cat([t, i], -1).float(),
+            "action": torch.zeros(num_tasks, size, 2),
+            "reward": (10 * t + i).float(),
+            "terminated": torch.zeros(num_tasks, size, 1, dtype=torch.bool),
+            "truncated": torch.zeros(num_tasks, size, 1, dtype=torch.bool),
+            "next": {"observation": torch.zeros(num_tasks, size, 2)},
+            "task": t.clone(),
+        },
+        batch_size=[num_tasks, size],
+    )
+
+
+def _online_rows(task, k, reward):
+    rows = _offline(1, k)[0]
+    rows["task"].fill_(task)
+    rows["reward"].fill_(reward)
+    rows["generated"] = torch.ones(k, 1, dtype=torch.bool)
+    return rows
+
+
+def test_sample_draws_each_row_from_its_own_task():
+    replay = MultiTaskReplay(_offline(), online_capacity=4)
+    tasks = torch.tensor([2, 0])
+    batch = replay.sample(tasks, 50, torch.Generator().manual_seed(0))
+    assert batch.batch_size == (2, 50)
+    assert (batch["task"].squeeze(-1) == tasks[:, None]).all()
+    assert not batch["generated"].any()
+    assert set(batch["observation"][0, :, 1].long().tolist()) == set(range(5))  # all rows reachable
+
+
+def test_online_rows_are_appended_flagged_and_sampled():
+    replay = MultiTaskReplay(_offline(), online_capacity=4)
+    replay.extend(1, _online_rows(1, 3, reward=-7.0))
+    assert replay.sizes.tolist() == [5, 8, 5]
+    batch = replay.sample(torch.tensor([1]), 400)
+    generated = batch["generated"].squeeze(-1)
+    assert generated.any() and (~generated).any()
+    assert (batch["reward"][generated] == -7.0).all()
+    offline = replay.sample(torch.tensor([1]), 400, offline_only=True)
+    assert not offline["generated"].any()
+
+
+def test_online_ring_overwrites_only_online_rows():
+    replay = MultiTaskReplay(_offline(), online_capacity=4)
+    replay.extend(0, _online_rows(0, 3, reward=1.0))
+    replay.extend(0, _online_rows(0, 3, reward=2.0))
+    assert replay.sizes[0] == 9
+    rewards = replay.storage["reward"][0].squeeze(-1)
+    assert rewards[:5].tolist() == [0, 1, 2, 3, 4]  # offline rows untouched
+    assert rewards[5:].tolist() == [2.0, 2.0, 1.0, 2.0]  # the oldest online rows overwritten
+
+
+def test_state_dict_round_trips_online_data():
+    replay = MultiTaskReplay(_offline(), online_capacity=4)
+    replay.extend(2, _online_rows(2, 2, reward=3.0))
+    fresh = MultiTaskReplay(_offline(), online_capacity=4)
+    fresh.load_state_dict(replay.state_dict())
+    assert (fresh.storage == replay.storage).all()
+    assert fresh.sizes.tolist() == replay.sizes.tolist()
+
+
+def test_datamodule_meta_batches(family, dataset_dir):
+    dm = OfflineMetaDataModule(family, str(dataset_dir), meta_batch=4, batch_size=8, context_size=5)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["rl"].batch_size == (4, 8) and batch["context"].batch_size == (4, 5)
+    assert len(set(batch["task"].tolist())) == 4  # distinct tasks in a meta-batch
+    assert (batch["rl"]["task"].squeeze(-1) == batch["task"][:, None]).all()
+    assert (batch["context"]["task"].squeeze(-1) == batch["task"][:, None]).all()
+    assert dm.obs_dim == 2 and dm.act_dim == 2
+
+
+def test_meta_batch_larger_than_the_task_set_is_refused(family, dataset_dir):
+    import pytest
+
+    with pytest.raises(ValueError, match="meta_batch=9 exceeds the 6 training tasks"):
+        OfflineMetaDataModule(family, str(dataset_dir), meta_batch=9)

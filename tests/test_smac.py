@@ -1,0 +1,128 @@
+import copy
+
+import lightning as L
+import pytest
+import torch
+
+from smac_lightning.algos import Phase
+from smac_lightning.envs.point_robot import PointRobotEnv
+
+from helpers import smoke_cli
+
+
+def test_critic_and_actor_gradients_do_not_reach_the_encoder(tmp_path):
+    made = smoke_cli(tmp_path)
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    losses = module.compute_losses(batch["context"], batch["rl"])
+    (losses["critic_loss"] + losses["actor_loss"]).backward()
+    assert all(p.grad is None for p in module.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.critic.parameters())
+    module.zero_grad(set_to_none=True)
+    losses = module.compute_losses(batch["context"], batch["rl"])
+    losses["encoder_loss"].backward()
+    assert all(p.grad is not None for p in module.encoder.parameters())
+
+
+def test_an_update_steps_critic_with_its_own_loss_only(tmp_path):
+    """The actor's PEARL term runs through Q but must not move the critic (backward restricted to the policy)."""
+    made = smoke_cli(tmp_path)
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    module.phase = Phase.SELF_SUPERVISED
+    losses = module.compute_losses(batch["context"], batch["rl"])
+    assert "pearl_loss" in losses
+    critic_grad = torch.autograd.grad(losses["critic_loss"], list(module.critic.parameters()), retain_graph=True)
+    module.manual_backward = lambda loss, *a, **k: loss.backward(*a, **k)  # outside a Trainer
+    module.critic.zero_grad(set_to_none=True)
+    losses["critic_loss"].backward(retain_graph=True, inputs=list(module.critic.parameters()))
+    losses["actor_loss"].backward(inputs=list(module.policy.parameters()))
+    for p, g in zip(module.critic.parameters(), critic_grad):
+        torch.testing.assert_close(p.grad, g)
+
+
+class _Watch(L.Callback):
+    """Snapshots at the phase switch, and a tripwire on the env's true reward while self-supervised."""
+
+    def __init__(self):
+        self.at_switch = None
+        self.training_self_supervised = False
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if module.phase == Phase.SELF_SUPERVISED and self.at_switch is None:
+            self.at_switch = {
+                "encoder": copy.deepcopy(module.encoder.state_dict()),
+                "decoder": copy.deepcopy(module.decoder.state_dict()),
+                "encoder_opt": copy.deepcopy(trainer.optimizers[0].state_dict()),
+                "policy": copy.deepcopy(module.policy.state_dict()),
+            }
+
+    def on_validation_start(self, trainer, module):
+        self.training_self_supervised = False  # meta-test uses true rewards, by design
+
+    def on_validation_end(self, trainer, module):
+        self.training_self_supervised = module.updates >= module.hparams.offline_updates
+
+
+@pytest.fixture(scope="module")
+def self_supervised_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ss")
+    made = smoke_cli(tmp_path, "--checkpoint.save_top_k", "-1", "--checkpoint.monitor", "null")
+    watch = _Watch()
+    made.trainer.callbacks.append(watch)
+    true_reward = PointRobotEnv.reward
+
+    def tripwire(env, position):
+        if watch.training_self_supervised:
+            raise AssertionError("the true reward was computed during the self-supervised phase")
+        return true_reward(env, position)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PointRobotEnv, "reward", tripwire)
+        made.trainer.fit(made.model, made.datamodule)
+    return made, watch, tmp_path
+
+
+def test_phase_switch_freezes_encoder_and_decoder_bit_identically(self_supervised_run):
+    made, watch, _ = self_supervised_run
+    module = made.model
+    assert module.phase == Phase.SELF_SUPERVISED and module.updates == 80
+    for name in ("encoder", "decoder"):
+        for key, value in getattr(module, name).state_dict().items():
+            assert torch.equal(value, watch.at_switch[name][key]), f"{name}.{key} changed after the switch"
+    opt_now = made.trainer.optimizers[0].state_dict()["state"]
+    opt_then = watch.at_switch["encoder_opt"]["state"]
+    assert [float(s["step"]) for s in opt_now.values()] == [float(s["step"]) for s in opt_then.values()]
+    assert float(next(iter(opt_now.values()))["step"]) == 40  # stepped in the offline phase only
+    moved = [not torch.equal(v, watch.at_switch["policy"][k]) for k, v in module.policy.state_dict().items()]
+    assert all(moved), "the policy must keep training"
+
+
+def test_self_supervised_phase_appends_generated_rows_without_the_true_reward(self_supervised_run):
+    made, watch, _ = self_supervised_run
+    dm, module = made.datamodule, made.model
+    assert watch.training_self_supervised  # the tripwire was armed and nothing tripped it
+    # updates_per_transition=1 in the smoke config: 40 updates ask for 40 transitions, two 20-step episodes
+    assert module.online_transitions == 40
+    for buffer in (dm.rl, dm.encoder):
+        online = buffer.storage[:, buffer.offline_size :]
+        filled = buffer.sizes - buffer.offline_size
+        assert int(filled.sum()) == 40
+        rows = torch.cat([online[t, : int(n)] for t, n in enumerate(filled)])
+        assert rows["generated"].all() and torch.isfinite(rows["reward"]).all()
+        assert (rows["task"].squeeze(-1)[:, None] == torch.nonzero(filled)[:, 0]).any(-1).all()
+
+
+def test_checkpoint_in_the_self_supervised_phase_resumes_it(self_supervised_run):
+    made, _, tmp_path = self_supervised_run
+    checkpoints = sorted((tmp_path / "runs").rglob("*step=200.ckpt"))  # 40*3 + 40*2 optimizer steps: the end
+    assert checkpoints, list((tmp_path / "runs").rglob("*.ckpt"))
+    # Continue the finished run for 40 more self-supervised updates from its checkpoint.
+    resumed = smoke_cli(tmp_path / "resumed", "--data.dataset_dir", str(tmp_path / "data"),
+                        "--model.self_supervised_updates", "80")
+    resumed.trainer.fit(resumed.model, resumed.datamodule, ckpt_path=str(checkpoints[0]))
+    module, dm = resumed.model, resumed.datamodule
+    assert module.phase == Phase.SELF_SUPERVISED and module.updates == 120
+    # the 40 transitions from before were restored, not re-collected: 40 more updates add 40 more
+    assert module.online_transitions == 80
+    assert int((dm.rl.sizes - dm.rl.offline_size).sum()) == 80
+    for key, value in module.encoder.state_dict().items():
+        assert torch.equal(value, made.model.encoder.state_dict()[key])
