@@ -18,6 +18,7 @@ from jsonargparse import lazy_instance
 from smac_lightning.algos import SMAC
 from smac_lightning.callbacks import LogConfigToMLflow
 from smac_lightning.data import OfflineMetaDataModule
+from smac_lightning.errors import SmacError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3 refuses a plain ./mlruns file store
 
@@ -94,7 +95,11 @@ def data_command(args: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["data"]:
-        data_command(args[1:])
-    else:
-        cli(argv)  # None: LightningCLI reads sys.argv itself
+    try:
+        if args[:1] == ["data"]:
+            data_command(args[1:])
+        else:
+            cli(argv)  # None: LightningCLI reads sys.argv itself
+    except SmacError as err:
+        print(f"smac_lightning: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

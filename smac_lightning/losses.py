@@ -41,5 +41,6 @@ def pearl_actor_loss(q_new: torch.Tensor, log_prob_new: torch.Tensor, entropy_we
 
 
 def reward_loss(predicted: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
-    """Eq. (3)'s reconstruction term (mean rather than sum, so its scale is batch-size free)."""
-    return (predicted - reward).pow(2).mean()
+    """Eq. (3)'s reconstruction term: squared error summed over each task's history ``[T, n, 1]``,
+    averaged over tasks, so it is weighed against one KL per task as in the paper."""
+    return (predicted - reward).pow(2).sum((-2, -1)).mean()

@@ -75,8 +75,11 @@ def test_pearl_actor_loss_by_hand():
     assert pearl_actor_loss(q_new, log_prob, entropy_weight=0.5).item() == pytest.approx(-4.0)
 
 
-def test_reward_loss_by_hand():
-    assert reward_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 1.0])).item() == pytest.approx(2.5)
+def test_reward_loss_sums_over_the_history_and_averages_over_tasks():
+    predicted = torch.tensor([[[1.0], [3.0]], [[0.0], [0.0]]])  # [tasks=2, n=2, 1]
+    reward = torch.tensor([[[0.0], [1.0]], [[2.0], [0.0]]])
+    # task 0: 1 + 4 = 5; task 1: 4 + 0 = 4; mean 4.5
+    assert reward_loss(predicted, reward).item() == pytest.approx(4.5)
 
 
 def test_product_of_two_gaussians_matches_closed_form():

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from tensordict import TensorDict
 
+from smac_lightning.errors import ConfigError
 from smac_lightning.evaluation import MetaTester, MetaTestProtocol, sample
 from smac_lightning.losses import (
     awac_actor_loss,
@@ -124,8 +125,10 @@ class SMAC(L.LightningModule):
         obs, action, reward = rl["observation"], rl["action"], rl["reward"]
         next_obs, terminated = rl["next", "observation"], rl["terminated"]
         losses = {"kl": kl_to_standard_normal(mean, var).mean()}
-        if train_encoder:
-            losses["reward_loss"] = reward_loss(self.decoder(obs, action, z_rows), reward)
+        if train_encoder:  # eq. (3): reconstruct the rewards of the history z was inferred from
+            context_z = z.unsqueeze(1).expand(*context.batch_size, z.shape[-1])
+            predicted = self.decoder(context["observation"], context["action"], context_z)
+            losses["reward_loss"] = reward_loss(predicted, context["reward"])
             losses["encoder_loss"] = losses["reward_loss"] + hp.kl_weight * losses["kl"]
 
         z_rows = z_rows.detach()  # neither the critic nor the actor trains the encoder
@@ -197,14 +200,14 @@ class SMAC(L.LightningModule):
         budgets = {"model.offline_updates": self.hparams.offline_updates, "model.self_supervised_updates": self.hparams.self_supervised_updates}
         for name, value in budgets.items():
             if value < 0:
-                raise ValueError(f"{name}={value} must be >= 0")
+                raise ConfigError(f"{name}={value} must be >= 0")
             if isinstance(interval, int) and value % interval:
-                raise ValueError(
+                raise ConfigError(
                     f"{name}={value} is not a multiple of trainer.val_check_interval={interval}: meta-test "
                     f"evaluation must fall on the phase switch and on the last update. Make it a multiple."
                 )
         if self.trainer.max_steps != -1:
-            raise ValueError(
+            raise ConfigError(
                 f"trainer.max_steps={self.trainer.max_steps} is set, but SMAC's budget is counted in updates "
                 f"(model.offline_updates + model.self_supervised_updates; Lightning counts each of the three "
                 f"optimizers' steps). Remove trainer.max_steps."

@@ -13,6 +13,7 @@ from smac_lightning.data.dataset import OfflineDataset, load_dataset
 from smac_lightning.data.generate import generate_dataset
 from smac_lightning.data.replay import MultiTaskReplay
 from smac_lightning.envs.base import TaskFamily
+from smac_lightning.errors import ConfigError
 
 
 class _MetaBatches(IterableDataset):
@@ -66,7 +67,7 @@ class OfflineMetaDataModule(L.LightningDataModule):
         self.seed = seed
         self.dataset = self._load_or_generate(rl_size, encoder_size, dataset_seed)
         if meta_batch > self.num_train_tasks:
-            raise ValueError(f"data.meta_batch={meta_batch} exceeds the {self.num_train_tasks} training tasks")
+            raise ConfigError(f"data.meta_batch={meta_batch} exceeds the {self.num_train_tasks} training tasks")
         self.rl = MultiTaskReplay(self.dataset.train_rl, online_capacity)
         self.encoder = MultiTaskReplay(self.dataset.train_encoder, online_capacity)
         self.generator = torch.Generator().manual_seed(seed)

@@ -22,14 +22,12 @@ from pathlib import Path
 import torch
 from tensordict import TensorDict
 
+from smac_lightning.errors import DatasetError
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 BUFFERS = ("train/rl", "train/encoder", "test/encoder")
 FIELDS = ("observation", "action", "reward", ("next", "observation"), "terminated", "truncated", "task")
-
-
-class DatasetError(ValueError):
-    """An offline dataset that is missing, malformed, or made for something else."""
 
 
 @dataclass

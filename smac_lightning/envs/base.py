@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 import gymnasium as gym
 import numpy as np
 
+from smac_lightning.errors import ConfigError
+
 
 class TaskFamily(ABC):
     """A distribution over tasks, fixed seeded train/test task sets, and envs for one task.
@@ -20,12 +22,12 @@ class TaskFamily(ABC):
 
     def __init__(self, num_train_tasks: int, num_test_tasks: int, horizon: int, seed: int):
         if num_train_tasks < 1 or num_test_tasks < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}: num_train_tasks and num_test_tasks must be >= 1, "
                 f"got {num_train_tasks} and {num_test_tasks}"
             )
         if horizon < 1:
-            raise ValueError(f"{type(self).__name__}: horizon must be >= 1, got {horizon}")
+            raise ConfigError(f"{type(self).__name__}: horizon must be >= 1, got {horizon}")
         self.num_train_tasks = num_train_tasks
         self.num_test_tasks = num_test_tasks
         self.horizon = horizon

@@ -1,0 +1,13 @@
+"""Errors that mean "your input is wrong": the CLI prints their message alone, without a traceback."""
+
+
+class SmacError(Exception):
+    """Base of the errors a user fixes in their config, data or command line."""
+
+
+class DatasetError(SmacError, ValueError):
+    """An offline dataset that is missing, malformed, or made for something else."""
+
+
+class ConfigError(SmacError, ValueError):
+    """A configuration that cannot run as asked."""

@@ -1,0 +1,108 @@
+"""The command line as users run it: smoke fit, MLflow contents, print_config, test, data, errors."""
+
+import mlflow
+import pytest
+import yaml
+
+from conftest import ROOT, SMOKE_ARGS, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _client(cwd):
+    return mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+
+
+def _runs(cwd):
+    client = _client(cwd)
+    experiment = client.get_experiment_by_name("smac_lightning")
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_smoke_fit_crosses_the_phase_switch_in_under_a_minute(smoke_run):
+    cwd, _, seconds = smoke_run
+    assert seconds < 60, f"smoke fit took {seconds:.1f} s"
+    assert (cwd / "data/point_robot_smoke/manifest.json").is_file()  # generated on first use
+    assert any(cwd.glob("runs/*/*/checkpoints/last.ckpt"))
+
+
+def test_smoke_run_is_logged_to_the_local_sqlite_store(smoke_run):
+    cwd, _, _ = smoke_run
+    run = _runs(cwd)[0]
+    client = _client(cwd)
+    assert run.info.status == "FINISHED"
+    updates = [m.value for m in client.get_metric_history(run.info.run_id, "progress/updates")]
+    assert updates == [40.0, 80.0]  # at the phase switch and at the end
+    phase = [m.value for m in client.get_metric_history(run.info.run_id, "progress/phase")]
+    assert phase == [0.0, 1.0]
+    metrics = run.data.metrics
+    for key in ["eval/test/final_return", "eval/train/final_return", "eval/test/return_by_trajectory_0",
+                "eval/test/return_by_trajectory_2", "diag/kl_offline", "diag/kl_online",
+                "eval/test/final_return_offline_context", "train/critic_loss", "train/actor_loss",
+                "train/reward_loss", "train/kl", "train/pearl_loss"]:
+        assert key in metrics, key
+    # the full resolved config: as params and as an artifact that parses back
+    assert run.data.params["config.model.offline_updates"] == "40"
+    assert run.data.params["config.data.family.class_path"] == "smac_lightning.envs.PointRobotFamily"
+    config = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config.yaml", str(cwd))))
+    assert config["model"]["policy_hidden"] == [32, 32]
+
+
+def test_print_config_reproduces_the_run(tmp_path):
+    first = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--print_config")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (tmp_path / "printed.yaml").write_text(first.stdout)
+    again = run_cli(tmp_path, "fit", "--config", "printed.yaml", "--print_config")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert yaml.safe_load(again.stdout) == yaml.safe_load(first.stdout)
+    printed = yaml.safe_load(first.stdout)
+    assert printed["model"]["offline_updates"] == 40 and printed["data"]["batch_size"] == 32
+
+
+def test_help_lists_documented_arguments(tmp_path):
+    out = run_cli(tmp_path, "fit", "--help")
+    assert out.returncode == 0
+    assert "--model.awac_beta" in out.stdout and "AWAC temperature" in out.stdout
+    assert "--data.dataset_dir" in out.stdout
+
+
+def test_test_subcommand_evaluates_a_checkpoint(smoke_run):
+    cwd, _, _ = smoke_run
+    ckpt = next(cwd.glob("runs/*/*/checkpoints/last.ckpt"))
+    out = run_cli(cwd, "test", *SMOKE_ARGS, "--ckpt_path", str(ckpt))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "eval/test/final_return" in out.stdout
+    tested = _runs(cwd)[-1]
+    assert "eval/test/final_return" in tested.data.metrics
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--model.awac_betta", "3")
+    assert out.returncode != 0
+    assert "awac_betta" in out.stderr
+
+
+def test_misaligned_budget_is_refused_with_the_fix(tmp_path):
+    out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--model.offline_updates", "30")
+    assert out.returncode != 0
+    assert "model.offline_updates=30 is not a multiple of trainer.val_check_interval=40" in out.stderr
+
+
+def test_data_make_builds_the_dataset_and_refuses_a_foreign_one(tmp_path):
+    out = run_cli(tmp_path, "data", "make", *SMOKE_ARGS)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "dataset ready at data/point_robot_smoke" in out.stdout
+    assert (tmp_path / "data/point_robot_smoke/train/rl/meta.json").is_file()
+    sparse = run_cli(tmp_path, "data", "make", *SMOKE_ARGS, "--data.family.init_args.sparse", "true")
+    assert sparse.returncode != 0
+    assert "made for task family" in sparse.stderr and "Traceback" not in sparse.stderr.split("DatasetError")[0][-200:]
+    rebuilt = run_cli(tmp_path, "data", "make", *SMOKE_ARGS, "--data.family.init_args.sparse", "true", "--overwrite")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+
+
+def test_conf_files_parse(tmp_path):
+    for config in sorted((ROOT / "conf").glob("*.yaml")):
+        if config.name in ("smoke.yaml", "paper_budget.yaml"):
+            continue
+        out = run_cli(tmp_path, "fit", "--config", str(config), "--print_config")
+        assert out.returncode == 0, (config, out.stderr[-2000:])
