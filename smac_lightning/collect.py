@@ -1,4 +1,4 @@
-"""Reward-free exploration with z ~ p(z) through a TorchRL collector, and reward labelling."""
+"""Reward-free collection through a TorchRL collector, and reward labelling by the decoder."""
 
 from __future__ import annotations
 
@@ -11,36 +11,48 @@ from torchrl.collectors import Collector
 from torchrl.envs import GymWrapper
 
 from smac_lightning.envs.base import TaskFamily
-from smac_lightning.nn import ContextEncoder, RewardDecoder, TanhGaussianPolicy
+from smac_lightning.nn import RewardDecoder, TanhGaussianPolicy
 
 
-class PriorExplorer(nn.Module):
-    """The stochastic policy with a fresh z ~ N(0, I) at every step (the authors' exploration)."""
+class LatentExplorer(nn.Module):
+    """The stochastic policy conditioned on ``z`` (set per trajectory), or on a fresh
+    z ~ N(0, I) at every step while ``z`` is None (the authors' exploration)."""
 
     def __init__(self, policy: TanhGaussianPolicy, latent_dim: int):
         super().__init__()
         self.policy = policy
         self.latent_dim = latent_dim
+        self.z: torch.Tensor | None = None
 
     @torch.no_grad()
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        z = torch.randn(*observation.shape[:-1], self.latent_dim, device=observation.device)
+        shape = (*observation.shape[:-1], self.latent_dim)
+        z = torch.randn(shape, device=observation.device) if self.z is None else self.z.expand(shape)
         return self.policy(observation, z).rsample()[0]
 
 
 class ExplorationCollector:
-    """One reward-free trajectory at a time on a chosen training task.
+    """One reward-free trajectory at a time on a chosen training task, with a chosen z.
 
     The env is built with ``reward_free=True``: its true reward is never
     computed, so nothing in the self-supervised phase can read it.
     """
 
-    def __init__(self, family: TaskFamily, tasks: np.ndarray, policy: TanhGaussianPolicy, latent_dim: int):
+    def __init__(
+        self,
+        family: TaskFamily,
+        tasks: np.ndarray,
+        policy: TanhGaussianPolicy,
+        latent_dim: int,
+        resample_prior_every_step: bool = False,
+    ):
         self.tasks = tasks
         self.env = family.make_env(tasks[0], reward_free=True)
+        self._resample_prior = resample_prior_every_step
+        self.explorer = LatentExplorer(policy, latent_dim)
         self.collector = Collector(
             GymWrapper(self.env),
-            TensorDictModule(PriorExplorer(policy, latent_dim), in_keys=["observation"], out_keys=["action"]),
+            TensorDictModule(self.explorer, in_keys=["observation"], out_keys=["action"]),
             frames_per_batch=family.horizon,
             total_frames=-1,
             reset_at_each_iter=True,  # each batch is one episode, begun after the task switch below
@@ -48,9 +60,15 @@ class ExplorationCollector:
         )
         self._batches = iter(self.collector)
 
-    def trajectory(self, task: int) -> TensorDict:
-        """``horizon`` transitions on training task ``task``, in the dataset's layout, without rewards."""
+    def trajectory(self, task: int, z: torch.Tensor | None = None) -> TensorDict:
+        """``horizon`` transitions on training task ``task`` without rewards, in the dataset's layout.
+
+        ``z`` conditions the whole trajectory; None explores with z ~ p(z).
+        """
         self.env.set_task(self.tasks[task])
+        if z is None and not self._resample_prior:
+            z = torch.randn(self.explorer.latent_dim)
+        self.explorer.z = z
         batch = next(self._batches)
         n = batch.batch_size[0]
         return TensorDict(
@@ -70,15 +88,7 @@ class ExplorationCollector:
 
 
 @torch.no_grad()
-def label_rewards(
-    encoder: ContextEncoder, decoder: RewardDecoder, trajectories: TensorDict, offline_context: TensorDict
-) -> torch.Tensor:
-    """Eq. (4): r = r_d(s, a, z) with one z ~ q(z | h_offline) per trajectory.
-
-    ``trajectories`` is ``[k, horizon]`` and ``offline_context`` ``[k, n]``, row i
-    holding an offline history of the task trajectory i is filed under.
-    """
-    mean, var = encoder.posterior(offline_context)
-    z = mean + var.sqrt() * torch.randn_like(mean)
-    z_rows = z.unsqueeze(1).expand(*trajectories.batch_size, z.shape[-1])
+def label_rewards(decoder: RewardDecoder, trajectories: TensorDict, z: torch.Tensor) -> torch.Tensor:
+    """Eq. (4): r = r_d(s, a, z) for every row of ``trajectories``, with one z (``[1, d_z]``) for all."""
+    z_rows = z.reshape(*([1] * len(trajectories.batch_size)), -1).expand(*trajectories.batch_size, z.shape[-1])
     return decoder(trajectories["observation"], trajectories["action"], z_rows)

@@ -100,15 +100,16 @@ def test_self_supervised_phase_appends_generated_rows_without_the_true_reward(se
     made, watch, _ = self_supervised_run
     dm, module = made.datamodule, made.model
     assert watch.training_self_supervised  # the tripwire was armed and nothing tripped it
-    # updates_per_transition=1 in the smoke config: 40 updates ask for 40 transitions, two 20-step episodes
-    assert module.online_transitions == 40
-    for buffer in (dm.rl, dm.encoder):
-        online = buffer.storage[:, buffer.offline_size :]
+    # smoke config: rounds of 1 exploration + 1 adapted 20-step trajectory, 0.5 updates per
+    # transition: rounds at self-supervised updates 0 and 20, none at 40 (the end)
+    assert module.online_transitions == 80
+    for buffer, expected in ((dm.rl, 80), (dm.encoder, 40)):  # exploration only in the encoder buffer
         filled = buffer.sizes - buffer.offline_size
-        assert int(filled.sum()) == 40
-        rows = torch.cat([online[t, : int(n)] for t, n in enumerate(filled)])
+        assert int(filled.sum()) == expected
+        rows = torch.cat([buffer.storage[t, buffer.offline_size : buffer.offline_size + int(n)] for t, n in enumerate(filled)])
         assert rows["generated"].all() and torch.isfinite(rows["reward"]).all()
-        assert (rows["task"].squeeze(-1)[:, None] == torch.nonzero(filled)[:, 0]).any(-1).all()
+        owners = torch.nonzero(filled)[:, 0]
+        assert (rows["task"].squeeze(-1)[:, None] == owners).any(-1).all()
 
 
 def test_checkpoint_in_the_self_supervised_phase_resumes_it(self_supervised_run):
@@ -121,8 +122,9 @@ def test_checkpoint_in_the_self_supervised_phase_resumes_it(self_supervised_run)
     resumed.trainer.fit(resumed.model, resumed.datamodule, ckpt_path=str(checkpoints[0]))
     module, dm = resumed.model, resumed.datamodule
     assert module.phase == Phase.SELF_SUPERVISED and module.updates == 120
-    # the 40 transitions from before were restored, not re-collected: 40 more updates add 40 more
-    assert module.online_transitions == 80
-    assert int((dm.rl.sizes - dm.rl.offline_size).sum()) == 80
+    # the 80 transitions from before were restored, not re-collected: rounds fall due again at
+    # self-supervised updates 40 (40 >= 80 * 0.5) and 60 (60 >= 120 * 0.5), 40 transitions each
+    assert module.online_transitions == 160
+    assert int((dm.rl.sizes - dm.rl.offline_size).sum()) == 160
     for key, value in module.encoder.state_dict().items():
         assert torch.equal(value, made.model.encoder.state_dict()[key])

@@ -32,18 +32,38 @@ class Phase(IntEnum):
 class SelfSupervisedConfig:
     """The self-supervised phase.
 
+    Each collection round picks a random training task and rolls out, reward-free, what
+    meta-test will do: ``prior_trajectories`` with z ~ p(z), then ``posterior_trajectories``
+    with z ~ q(z | those trajectories, labelled). All are labelled by the frozen decoder with
+    one z ~ q(z | h_offline) from ``label_context_size`` offline transitions of that task
+    (eq. 4) and appended to the task's RL buffer; the prior trajectories also to its encoder
+    buffer (unless ``add_to_encoder_buffer`` is off, as the paper did on Cheetah Velocity).
+
     Args:
         updates_per_transition: gradient updates per collected env transition (paper: 4).
-        trajectories_per_collection: reward-free trajectories collected each time collection is due.
-        label_context_size: offline transitions in the history whose posterior labels a trajectory.
-        add_to_encoder_buffer: also append labelled rows to the encoder buffers (the paper did,
-            except on Cheetah Velocity).
+        prior_trajectories: exploration trajectories per round, z ~ p(z).
+        posterior_trajectories: trajectories per round with z from the labelled exploration.
+        resample_prior_every_step: draw a new z ~ p(z) at every exploration step (the authors'
+            collection) instead of one per trajectory (as at meta-test).
+        label_context_size: offline transitions in the history whose posterior labels a round.
+        add_to_encoder_buffer: append the exploration trajectories to the encoder buffers.
     """
 
     updates_per_transition: float = 4.0
-    trajectories_per_collection: int = 1
+    prior_trajectories: int = 2
+    posterior_trajectories: int = 1
+    resample_prior_every_step: bool = False
     label_context_size: int = 256
     add_to_encoder_buffer: bool = True
+
+    def __post_init__(self):
+        if self.updates_per_transition <= 0:
+            raise ConfigError(f"model.self_supervised.updates_per_transition must be > 0, got {self.updates_per_transition}")
+        if self.prior_trajectories < 1 or self.posterior_trajectories < 0:
+            raise ConfigError(
+                "model.self_supervised needs prior_trajectories >= 1 (the adapted trajectories are conditioned "
+                f"on them) and posterior_trajectories >= 0, got {self.prior_trajectories} and {self.posterior_trajectories}"
+            )
 
 
 def _as(cls, value):

@@ -7,6 +7,7 @@ import torch
 
 from smac_lightning.algos.smac import SMAC, Phase
 from smac_lightning.collect import ExplorationCollector, label_rewards
+from smac_lightning.evaluation import sample
 
 
 def freeze(*modules: torch.nn.Module) -> None:
@@ -49,23 +50,36 @@ class SelfSupervisedPhase(L.Callback):
 
     @torch.no_grad()
     def collect(self, trainer: L.Trainer, module: SMAC) -> None:
-        dm = trainer.datamodule
-        config = module.self_supervised
+        """One round on a random training task: exploration, then adaptation, all labelled."""
+        dm, config = trainer.datamodule, module.self_supervised
         if self._collector is None:
-            tasks = dm.dataset.train_tasks.numpy()
-            self._collector = ExplorationCollector(dm.family, tasks, module.policy, module.hparams.latent_dim)
-        tasks = torch.randint(dm.num_train_tasks, (config.trajectories_per_collection,), generator=self._generator)
-        trajectories = torch.stack([self._collector.trajectory(int(t)) for t in tasks])
-        history = dm.encoder.sample(tasks, config.label_context_size, self._generator, offline_only=True)
-        trajectories = trajectories.to(module.device)
-        trajectories["reward"] = label_rewards(module.encoder, module.decoder, trajectories, history.to(module.device))
-        trajectories["generated"] = torch.ones_like(trajectories["terminated"])
-        buffers = [dm.rl, dm.encoder] if config.add_to_encoder_buffer else [dm.rl]
-        for task, rows in zip(tasks.tolist(), trajectories.cpu()):
-            for buffer in buffers:
-                buffer.extend(task, rows)
-        module.online_transitions += trajectories.numel()
+            self._collector = ExplorationCollector(
+                dm.family, dm.dataset.train_tasks.numpy(), module.policy, module.hparams.latent_dim,
+                config.resample_prior_every_step,
+            )
+        task = int(torch.randint(dm.num_train_tasks, (1,), generator=self._generator))
+        offline = dm.encoder.sample(torch.tensor([task]), config.label_context_size, self._generator, offline_only=True)
+        z_label = sample(*module.encoder.posterior(offline.to(module.device)))  # labels the whole round (eq. 4)
+
+        explored = [self._collector.trajectory(task) for _ in range(config.prior_trajectories)]
+        rows = exploration = self._labelled(module, explored, z_label).reshape(-1)
+        if config.posterior_trajectories:
+            z_adapted = sample(*module.encoder.posterior(exploration.unsqueeze(0)))[0].cpu()
+            adapted = [self._collector.trajectory(task, z_adapted) for _ in range(config.posterior_trajectories)]
+            rows = torch.cat([exploration, self._labelled(module, adapted, z_label).reshape(-1)])
+
+        dm.rl.extend(task, rows.cpu())
+        if config.add_to_encoder_buffer:
+            dm.encoder.extend(task, exploration.cpu())
+        module.online_transitions += rows.numel()
         module.log("train/online_transitions", float(module.online_transitions))
+
+    @staticmethod
+    def _labelled(module: SMAC, trajectories: list, z: torch.Tensor):
+        batch = torch.stack(trajectories).to(module.device)
+        batch["reward"] = label_rewards(module.decoder, batch, z)
+        batch["generated"] = torch.ones_like(batch["terminated"])
+        return batch
 
     def on_fit_end(self, trainer: L.Trainer, module: SMAC) -> None:
         if self._collector is not None:

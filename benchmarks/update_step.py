@@ -1,0 +1,197 @@
+"""Time SMAC's update step against a plain-PyTorch reference written the rlkit way, in one run.
+
+The reference computes the same losses with two separate Q-networks (and two separate
+targets), a Python loop over tasks for the product of Gaussians, and a second Q forward for
+the actor. Both are timed on the same meta-batches; the script prints milliseconds per update
+and the ratio, plus the achieved fraction of this machine's fp32 matmul throughput.
+
+    python benchmarks/update_step.py                 # paper sizes: 4 tasks x 256, [300]*3 nets
+    python benchmarks/update_step.py --hidden 128 128 --updates 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from smac_lightning.algos import SMAC, Phase
+from smac_lightning.losses import awac_actor_loss, kl_to_standard_normal, pearl_actor_loss, td_target
+from smac_lightning.nn import TanhGaussian
+from smac_lightning.nn.mlp import mlp
+
+
+def meta_batch(tasks, batch, context, obs_dim, act_dim):
+    from tensordict import TensorDict
+
+    def rows(n):
+        return TensorDict(
+            {
+                "observation": torch.randn(tasks, n, obs_dim),
+                "action": torch.rand(tasks, n, act_dim) * 2 - 1,
+                "reward": torch.randn(tasks, n, 1),
+                "terminated": torch.zeros(tasks, n, 1, dtype=torch.bool),
+                "next": {"observation": torch.randn(tasks, n, obs_dim)},
+            },
+            batch_size=[tasks, n],
+        )
+
+    return rows(context), rows(batch)
+
+
+class Reference:
+    """SMAC's update written plainly: two critics, per-task posterior loop, repeated Q forwards."""
+
+    def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden):
+        self.latent = latent
+        self.encoder = mlp(obs_dim + act_dim + 1, enc_hidden, 2 * latent)
+        self.decoder = mlp(obs_dim + act_dim + latent, (64, 64), 1)
+        self.policy = mlp(obs_dim + latent, hidden, 2 * act_dim)
+        self.q1, self.q2 = (mlp(obs_dim + act_dim + latent, hidden, 1) for _ in range(2))
+        self.t1, self.t2 = (mlp(obs_dim + act_dim + latent, hidden, 1) for _ in range(2))
+        self.opt_enc = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], 3e-4)
+        self.opt_q = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], 3e-4)
+        self.opt_pi = torch.optim.Adam(self.policy.parameters(), 3e-4)
+
+    def dist(self, obs, z):
+        mean, log_std = self.policy(torch.cat([obs, z], -1)).chunk(2, -1)
+        return TanhGaussian(mean, log_std.clamp(-20, 2))
+
+    def update(self, context, rl, self_supervised=True):
+        means, variances = [], []
+        for t in range(context.batch_size[0]):  # the per-task loop of the original code
+            out = self.encoder(torch.cat([context["observation"][t], context["action"][t], context["reward"][t]], -1))
+            mu, var = out[:, : self.latent], F.softplus(out[:, self.latent :]).clamp_min(1e-7)
+            post_var = 1.0 / (1.0 / var).sum(0)
+            means.append(post_var * (mu / var).sum(0))
+            variances.append(post_var)
+        mean, var = torch.stack(means), torch.stack(variances)
+        z = mean + var.sqrt() * torch.randn_like(mean)
+        obs, act, rew, nxt = rl["observation"], rl["action"], rl["reward"], rl["next", "observation"]
+        zr = z[:, None].expand(*obs.shape[:2], -1)
+        enc_loss = (self.decoder(torch.cat([context["observation"], context["action"], z[:, None].expand(*context.batch_size, -1)], -1)) - context["reward"]).pow(2).sum((1, 2)).mean()
+        enc_loss = enc_loss + 0.1 * kl_to_standard_normal(mean, var).mean()
+        zd = zr.detach()
+        sa = torch.cat([obs, act, zd], -1)
+        q1, q2 = self.q1(sa), self.q2(sa)
+        with torch.no_grad():
+            a2, _ = self.dist(nxt, zd).rsample()
+            s2 = torch.cat([nxt, a2, zd], -1)
+            target = td_target(rl["reward"], rl["terminated"], torch.min(self.t1(s2), self.t2(s2)), 0.99, 5.0)
+        q_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        d = self.dist(obs, zd)
+        a_new, logp_new = d.rsample()
+        s_new = torch.cat([obs, a_new, zd], -1)
+        q_new = torch.min(self.q1(s_new), self.q2(s_new))
+        v = q_new.detach()
+        q_data = torch.min(self.q1(sa), self.q2(sa)).detach()  # the duplicated forward
+        pi_loss = awac_actor_loss(d.log_prob(act), q_data, v, 100.0)
+        if self_supervised:
+            pi_loss = pi_loss + pearl_actor_loss(q_new, logp_new)
+        self.opt_enc.zero_grad()
+        enc_loss.backward()
+        self.opt_q.zero_grad()
+        q_loss.backward()
+        self.opt_pi.zero_grad()
+        pi_loss.backward()
+        self.opt_enc.step()
+        self.opt_q.step()
+        self.opt_pi.step()
+        with torch.no_grad():
+            for net, tgt in ((self.q1, self.t1), (self.q2, self.t2)):
+                for p, tp in zip(net.parameters(), tgt.parameters()):
+                    tp.mul_(0.995).add_(0.005 * p)
+
+
+class Ours:
+    """SMAC's own update, as training_step runs it, outside a Trainer."""
+
+    def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden):
+        self.module = SMAC(obs_dim, act_dim, latent, enc_hidden, (64, 64), hidden, hidden)
+        self.module.manual_backward = lambda loss, *a, **k: loss.backward(*a, **k)
+        self.opts = self.module.configure_optimizers()
+
+    def update(self, context, rl, self_supervised=False):
+        m = self.module
+        m.phase = Phase.SELF_SUPERVISED if self_supervised else Phase.OFFLINE
+        enc, critic, actor = self.opts
+        losses = m.compute_losses(context, rl)
+        if not self_supervised:
+            enc.zero_grad()
+            losses["encoder_loss"].backward()
+        critic.zero_grad()
+        losses["critic_loss"].backward(retain_graph=True, inputs=list(m.critic.parameters()))
+        actor.zero_grad()
+        losses["actor_loss"].backward(inputs=list(m.policy.parameters()))
+        if not self_supervised:
+            enc.step()
+        critic.step()
+        actor.step()
+        m.soft_update_target()
+
+
+def time_updates(impl, batches, updates, self_supervised=False):
+    for context, rl in batches[:5]:  # warm-up
+        impl.update(context, rl, self_supervised)
+    start = time.perf_counter()
+    for i in range(updates):
+        context, rl = batches[i % len(batches)]
+        impl.update(context, rl, self_supervised)
+    return (time.perf_counter() - start) / updates * 1000
+
+
+def matmul_gflops(n=1024, repeats=20):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def update_gflop(tasks, batch, context, obs_dim, act_dim, latent, hidden, enc_hidden):
+    """Matmul FLOPs of one update (forward + ~2x backward), counting only the MLPs' linear layers."""
+
+    def mlp_flops(rows, dims):
+        return sum(2 * rows * a * b for a, b in zip(dims[:-1], dims[1:]))
+
+    n = tasks * batch
+    q = mlp_flops(n, [obs_dim + act_dim + latent, *hidden, 1])
+    pi = mlp_flops(n, [obs_dim + latent, *hidden, 2 * act_dim])
+    enc = mlp_flops(tasks * context, [obs_dim + act_dim + 1, *enc_hidden, 2 * latent])
+    dec = mlp_flops(tasks * context, [obs_dim + act_dim + latent, 64, 64, 1])
+    forward = 2 * 2 * q + 2 * q + 2 * pi + enc + dec  # critic on (s,a),(s,a_pi); targets; policy on s, s'
+    backward = 2 * (2 * 2 * q + pi + enc + dec)
+    return (forward + backward) / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--context", type=int, default=64)
+    parser.add_argument("--obs-dim", type=int, default=20)
+    parser.add_argument("--act-dim", type=int, default=6)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[300, 300, 300])
+    parser.add_argument("--updates", type=int, default=100)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    dims = (args.obs_dim, args.act_dim, 5, tuple(args.hidden), (200, 200, 200))
+    batches = [meta_batch(args.tasks, args.batch, args.context, args.obs_dim, args.act_dim) for _ in range(10)]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; meta-batch {args.tasks} x {args.batch}, "
+          f"context {args.context}, hidden {args.hidden}, obs {args.obs_dim}, act {args.act_dim}")
+    peak = matmul_gflops()
+    flop = update_gflop(args.tasks, args.batch, args.context, *dims)
+    for phase, ss in (("offline", False), ("self-supervised", True)):
+        ref = time_updates(Reference(*dims), batches, args.updates, ss)
+        ours = time_updates(Ours(*dims), batches, args.updates, ss)
+        print(f"{phase:16s} reference {ref:7.2f} ms/update   smac_lightning {ours:7.2f} ms/update   "
+              f"speed-up x{ref / ours:.2f}")
+    print(f"matmul peak {peak:.0f} GFLOP/s; an offline update is ~{flop * 1000:.1f} MFLOP of matmuls, "
+          f"so smac_lightning reaches ~{flop / (ours / 1000) / peak:.0%} of it")
+
+
+if __name__ == "__main__":
+    main()
