@@ -37,11 +37,11 @@ class SMACCLI(LightningCLI):
                 "trainer.max_epochs": -1,  # the module stops at its update budget
                 "trainer.check_val_every_n_epoch": None,
                 "trainer.num_sanity_val_steps": 0,
-                # A checkpoint after every meta-test (save_on_train_epoch_end=False): the epoch never ends.
+                # A checkpoint after every meta-test (save_on_train_epoch_end=False: the epoch never
+                # ends). No monitor, so last.ckpt is always the newest state: with a monitor, Lightning
+                # refreshes last.ckpt only when the monitored value improves, and a resume would go back.
                 "checkpoint.save_on_train_epoch_end": False,
                 "checkpoint.save_last": True,
-                "checkpoint.monitor": "eval/test/final_return",
-                "checkpoint.mode": "max",
             }
         )
 

@@ -1,6 +1,7 @@
 """The command line as users run it: smoke fit, MLflow contents, print_config, test, data, errors."""
 
 import mlflow
+import torch
 import pytest
 import yaml
 
@@ -23,7 +24,8 @@ def test_smoke_fit_crosses_the_phase_switch_in_under_a_minute(smoke_run):
     cwd, _, seconds = smoke_run
     assert seconds < 60, f"smoke fit took {seconds:.1f} s"
     assert (cwd / "data/point_robot_smoke/manifest.json").is_file()  # generated on first use
-    assert any(cwd.glob("runs/*/*/checkpoints/last.ckpt"))
+    last = torch.load(next(cwd.glob("runs/*/*/checkpoints/last.ckpt")), weights_only=False)
+    assert last["smac"] == {"phase": 1, "updates": 80, "online_transitions": 80}  # the newest state
 
 
 def test_smoke_run_is_logged_to_the_local_sqlite_store(smoke_run):

@@ -61,13 +61,32 @@ def test_online_ring_overwrites_only_online_rows():
     assert rewards[5:].tolist() == [2.0, 2.0, 1.0, 2.0]  # the oldest online rows overwritten
 
 
+def test_replace_makes_the_new_rows_the_whole_sampled_history():
+    replay = MultiTaskReplay(_offline(), online_capacity=4)
+    replay.extend(1, _online_rows(1, 3, reward=1.0))
+    replay.extend(1, _online_rows(1, 2, reward=2.0), replace=True)
+    batch = replay.sample(torch.tensor([1, 0]), 300)
+    assert (batch["reward"][0] == 2.0).all()  # only the replacing rows
+    assert set(batch["reward"][1].squeeze(-1).tolist()) == {0.0, 1.0, 2.0, 3.0, 4.0}  # task 0 untouched
+    offline = replay.sample(torch.tensor([1]), 300, offline_only=True)
+    assert not offline["generated"].any()
+
+
+def test_more_rows_than_the_online_capacity_are_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="do not fit an online capacity of 2"):
+        MultiTaskReplay(_offline(), online_capacity=2).extend(0, _online_rows(0, 3, reward=0.0))
+
+
 def test_state_dict_round_trips_online_data():
     replay = MultiTaskReplay(_offline(), online_capacity=4)
-    replay.extend(2, _online_rows(2, 2, reward=3.0))
+    replay.extend(2, _online_rows(2, 2, reward=3.0), replace=True)
     fresh = MultiTaskReplay(_offline(), online_capacity=4)
     fresh.load_state_dict(replay.state_dict())
     assert (fresh.storage == replay.storage).all()
     assert fresh.sizes.tolist() == replay.sizes.tolist()
+    assert fresh.start.tolist() == [0, 0, 5]
 
 
 def test_datamodule_meta_batches(family, dataset_dir):

@@ -103,13 +103,18 @@ def test_self_supervised_phase_appends_generated_rows_without_the_true_reward(se
     # smoke config: rounds of 1 exploration + 1 adapted 20-step trajectory, 0.5 updates per
     # transition: rounds at self-supervised updates 0 and 20, none at 40 (the end)
     assert module.online_transitions == 80
-    for buffer, expected in ((dm.rl, 80), (dm.encoder, 40)):  # exploration only in the encoder buffer
+    for buffer in (dm.rl, dm.encoder):
         filled = buffer.sizes - buffer.offline_size
-        assert int(filled.sum()) == expected
         rows = torch.cat([buffer.storage[t, buffer.offline_size : buffer.offline_size + int(n)] for t, n in enumerate(filled)])
         assert rows["generated"].all() and torch.isfinite(rows["reward"]).all()
         owners = torch.nonzero(filled)[:, 0]
         assert (rows["task"].squeeze(-1)[:, None] == owners).any(-1).all()
+    assert int((dm.rl.sizes - dm.rl.offline_size).sum()) == 80
+    # encoder_buffer=replace: a task's contexts are its latest exploration trajectory only
+    explored = dm.encoder.start > 0
+    assert explored.any()
+    assert ((dm.encoder.sizes - dm.encoder.start)[explored] == 20).all()
+    assert (dm.encoder.start[~explored] == 0).all()
 
 
 def test_checkpoint_in_the_self_supervised_phase_resumes_it(self_supervised_run):

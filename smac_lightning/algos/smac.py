@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Literal
 
 import lightning as L
 import torch
@@ -36,8 +37,11 @@ class SelfSupervisedConfig:
     meta-test will do: ``prior_trajectories`` with z ~ p(z), then ``posterior_trajectories``
     with z ~ q(z | those trajectories, labelled). All are labelled by the frozen decoder with
     one z ~ q(z | h_offline) from ``label_context_size`` offline transitions of that task
-    (eq. 4) and appended to the task's RL buffer; the prior trajectories also to its encoder
-    buffer (unless ``add_to_encoder_buffer`` is off, as the paper did on Cheetah Velocity).
+    (eq. 4) and appended to the task's RL buffer. The prior (exploration) trajectories go to
+    its encoder buffer as ``encoder_buffer`` says: ``replace`` (PEARL's collection: the
+    task's contexts come from its latest exploration only, so the policy trains on the z's
+    it will meet at meta-test), ``append`` (added beside the offline rows), or ``freeze``
+    (not added; what the paper did on Cheetah Velocity).
 
     Args:
         updates_per_transition: gradient updates per collected env transition (paper: 4).
@@ -46,7 +50,7 @@ class SelfSupervisedConfig:
         resample_prior_every_step: draw a new z ~ p(z) at every exploration step (the authors'
             collection) instead of one per trajectory (as at meta-test).
         label_context_size: offline transitions in the history whose posterior labels a round.
-        add_to_encoder_buffer: append the exploration trajectories to the encoder buffers.
+        encoder_buffer: ``replace``, ``append`` or ``freeze``: what exploration does to encoder buffers.
     """
 
     updates_per_transition: float = 4.0
@@ -54,7 +58,7 @@ class SelfSupervisedConfig:
     posterior_trajectories: int = 1
     resample_prior_every_step: bool = False
     label_context_size: int = 256
-    add_to_encoder_buffer: bool = True
+    encoder_buffer: Literal["replace", "append", "freeze"] = "replace"
 
     def __post_init__(self):
         if self.updates_per_transition <= 0:

@@ -69,8 +69,8 @@ class SelfSupervisedPhase(L.Callback):
             rows = torch.cat([exploration, self._labelled(module, adapted, z_label).reshape(-1)])
 
         dm.rl.extend(task, rows.cpu())
-        if config.add_to_encoder_buffer:
-            dm.encoder.extend(task, exploration.cpu())
+        if config.encoder_buffer != "freeze":
+            dm.encoder.extend(task, exploration.cpu(), replace=config.encoder_buffer == "replace")
         module.online_transitions += rows.numel()
         module.log("train/online_transitions", float(module.online_transitions))
 

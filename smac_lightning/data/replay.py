@@ -12,6 +12,8 @@ class MultiTaskReplay:
     Row ``i`` of task ``t`` lives at ``storage[t, i]``: the offline rows first and
     never overwritten, then a ring of ``online_capacity`` rows for online data.
     Every row carries ``generated`` (its reward came from the reward decoder).
+    Task ``t`` is sampled from rows ``[start[t], sizes[t])``: all of them, or only its
+    online rows once ``extend(..., replace=True)`` has replaced its history.
     """
 
     def __init__(self, offline: TensorDict, online_capacity: int = 0):
@@ -23,6 +25,7 @@ class MultiTaskReplay:
         self.storage = torch.cat([offline, online], dim=1)
         self.sizes = torch.full((num_tasks,), self.offline_size, dtype=torch.long)
         self.written = torch.zeros(num_tasks, dtype=torch.long)  # online rows ever written per task
+        self.start = torch.zeros(num_tasks, dtype=torch.long)
 
     @property
     def num_tasks(self) -> int:
@@ -31,16 +34,26 @@ class MultiTaskReplay:
     def sample(self, tasks: torch.Tensor, n: int, generator: torch.Generator | None = None,
                offline_only: bool = False) -> TensorDict:
         """``n`` rows drawn uniformly (with replacement) from each task in ``tasks``: ``[len(tasks), n]``."""
-        limit = torch.full_like(tasks, self.offline_size) if offline_only else self.sizes[tasks]
+        if offline_only:
+            start, stop = torch.zeros_like(tasks), torch.full_like(tasks, self.offline_size)
+        else:
+            start, stop = self.start[tasks], self.sizes[tasks]
         u = torch.rand(len(tasks), n, generator=generator)
-        index = (u * limit.unsqueeze(1)).long()
+        index = start.unsqueeze(1) + (u * (stop - start).unsqueeze(1)).long()
         return self.storage[tasks.unsqueeze(1), index]
 
-    def extend(self, task: int, rows: TensorDict) -> None:
-        """Append online rows to one task's ring, overwriting its oldest online rows when full."""
-        if self.online_capacity == 0:
-            raise RuntimeError("this replay was built with online_capacity=0 and cannot take online data")
+    def extend(self, task: int, rows: TensorDict, replace: bool = False) -> None:
+        """Append online rows to one task's ring, overwriting its oldest online rows when full.
+
+        ``replace`` makes ``rows`` the task's whole sampled history from now on (PEARL's
+        encoder buffers hold only the latest exploration of each task).
+        """
         k = rows.batch_size[0]
+        if k > self.online_capacity:
+            raise ValueError(f"{k} online rows do not fit an online capacity of {self.online_capacity} per task")
+        if replace:
+            self.written[task] = 0
+            self.start[task] = self.offline_size
         slots = self.offline_size + (self.written[task] + torch.arange(k)) % self.online_capacity
         self.storage[task, slots] = rows.select(*self.storage.keys(True, True)).to(self.storage.device)
         self.written[task] += k
@@ -51,10 +64,16 @@ class MultiTaskReplay:
 
     def state_dict(self) -> dict:
         """The online part only: the offline rows come back from the dataset on disk."""
-        return {"online": self.online_rows().to_dict(), "sizes": self.sizes.clone(), "written": self.written.clone()}
+        return {
+            "online": self.online_rows().to_dict(),
+            "sizes": self.sizes.clone(),
+            "written": self.written.clone(),
+            "start": self.start.clone(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         online = TensorDict(state["online"], batch_size=[self.num_tasks, self.online_capacity])
         self.storage[:, self.offline_size :] = online
         self.sizes.copy_(state["sizes"])
         self.written.copy_(state["written"])
+        self.start.copy_(state["start"])
