@@ -68,10 +68,11 @@ def test_help_lists_documented_arguments(tmp_path):
     assert "--data.dataset_dir" in out.stdout
 
 
-def test_test_subcommand_evaluates_a_checkpoint(smoke_run):
+@pytest.mark.parametrize("subcommand", ["test", "validate"])
+def test_meta_test_of_a_checkpoint(smoke_run, subcommand):
     cwd, _, _ = smoke_run
     ckpt = next(cwd.glob("runs/*/*/checkpoints/last.ckpt"))
-    out = run_cli(cwd, "test", *SMOKE_ARGS, "--ckpt_path", str(ckpt))
+    out = run_cli(cwd, subcommand, *SMOKE_ARGS, "--ckpt_path", str(ckpt))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "eval/test/final_return" in out.stdout
     tested = _runs(cwd)[-1]

@@ -250,9 +250,6 @@ class SMAC(L.LightningModule):
         state = checkpoint["smac"]
         self.phase, self.updates, self.online_transitions = Phase(state["phase"]), state["updates"], state["online_transitions"]
 
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        return batch.to(device) if isinstance(batch, TensorDict) else batch
-
     # ----------------------------------------------------------------- meta-test
 
     def meta_test(self) -> dict[str, float]:

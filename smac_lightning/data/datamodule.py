@@ -113,6 +113,9 @@ class OfflineMetaDataModule(L.LightningDataModule):
 
     test_dataloader = val_dataloader
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        return batch.to(device) if isinstance(batch, TensorDict) else batch
+
     def state_dict(self) -> dict:
         return {
             "rl": self.rl.state_dict(),
