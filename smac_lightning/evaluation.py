@@ -43,6 +43,14 @@ def sample(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     return mean + var.sqrt() * torch.randn_like(mean)
 
 
+def reward_error(decoder, history: TensorDict, z: torch.Tensor) -> float:
+    """Mean squared error of the decoder's rewards for ``history`` ``[n, k]`` given one z per row."""
+    z_rows = z.unsqueeze(1).expand(*history.batch_size, z.shape[-1])
+    error = (decoder(history["observation"], history["action"], z_rows) - history["reward"]).pow(2).squeeze(-1)
+    valid = history.get("valid", torch.ones_like(error, dtype=torch.bool))
+    return (error * valid).sum().item() / valid.sum().item()
+
+
 class MetaTester:
     """Runs the protocol for a set of tasks; envs are built once and reused."""
 
@@ -69,8 +77,13 @@ class MetaTester:
         return rollout(envs, act, self.family.horizon, seed=seed).to(z.device)
 
     @torch.no_grad()
-    def run(self, encoder, policy, tasks: np.ndarray, offline_context: TensorDict | None, seed: int = 0) -> dict:
-        """Metrics (floats) for ``tasks``; ``offline_context`` is ``[len(tasks), n]`` offline transitions."""
+    def run(self, encoder, policy, tasks: np.ndarray, offline_context: TensorDict | None, seed: int = 0, decoder=None) -> dict:
+        """Metrics (floats) for ``tasks``; ``offline_context`` is ``[len(tasks), n]`` offline transitions.
+
+        With ``decoder``, also how well each history's posterior mean explains that history's
+        true rewards (``reward_error_*``): large online but small offline means the encoder
+        misreads the agent's own exploration, not just that the policy is unused to its z's.
+        """
         envs = self._envs_for(tasks)
         runs = self.protocol.runs_per_task
         device = next(policy.parameters()).device
@@ -80,17 +93,22 @@ class MetaTester:
             z = torch.randn(len(envs), latent_dim, device=device)
             history.append(self._episode(envs, policy, z, seed + 1000 * k))
             returns.append(episode_returns(history[-1]))
-        mean, var = encoder.posterior(torch.cat(history, dim=1))
+        history = torch.cat(history, dim=1)
+        mean, var = encoder.posterior(history)
         kl_online = kl_to_standard_normal(mean, var)
         adapted = self._episode(envs, policy, sample(mean, var), seed + 1000 * self.protocol.num_exploration)
         returns.append(episode_returns(adapted))
         metrics = {f"return_by_trajectory_{k}": r.mean().item() for k, r in enumerate(returns)}
         metrics["final_return"] = returns[-1].mean().item()
         metrics["kl_online"] = kl_online.mean().item()
+        if decoder is not None:
+            metrics["reward_error_online"] = reward_error(decoder, history, mean)
         if offline_context is not None:
             context = offline_context.to(device).repeat_interleave(runs, dim=0)
             mean, var = encoder.posterior(context)
             offline = self._episode(envs, policy, sample(mean, var), seed + 7919)
             metrics["final_return_offline_context"] = episode_returns(offline).mean().item()
             metrics["kl_offline"] = kl_to_standard_normal(mean, var).mean().item()
+            if decoder is not None:
+                metrics["reward_error_offline"] = reward_error(decoder, context, mean)
         return metrics

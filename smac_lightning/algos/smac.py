@@ -267,11 +267,11 @@ class SMAC(L.LightningModule):
         for split, (tasks, offline) in splits.items():
             index = (torch.rand(len(tasks), context_size, generator=generator) * offline.batch_size[1]).long()
             context = offline[torch.arange(len(tasks))[:, None], index]
-            result = self._tester.run(self.encoder, self.policy, tasks.numpy(), context, seed)
+            result = self._tester.run(self.encoder, self.policy, tasks.numpy(), context, seed, self.decoder)
             metrics.update({f"eval/{split}/{k}": v for k, v in result.items()})
         if n_train:
-            metrics["diag/kl_offline"] = metrics["eval/train/kl_offline"]
-            metrics["diag/kl_online"] = metrics["eval/train/kl_online"]
+            for key in ("kl_offline", "kl_online", "reward_error_offline", "reward_error_online"):
+                metrics[f"diag/{key}"] = metrics[f"eval/train/{key}"]
         metrics["progress/updates"] = float(self.updates)
         metrics["progress/phase"] = float(self.phase)
         return metrics
