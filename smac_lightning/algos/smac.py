@@ -21,7 +21,7 @@ from smac_lightning.losses import (
     reward_loss,
     td_target,
 )
-from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussian, TanhGaussianPolicy
+from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy
 
 
 class Phase(IntEnum):
@@ -156,22 +156,23 @@ class SMAC(L.LightningModule):
             losses["encoder_loss"] = losses["reward_loss"] + hp.kl_weight * losses["kl"]
 
         z_rows = z_rows.detach()  # neither the critic nor the actor trains the encoder
-        z_pair = torch.cat([z_rows, z_rows], 1)
-        # One policy forward for s and s', one critic forward for (s, a_data) and (s, a_pi).
-        dist = self.policy(torch.cat([obs, next_obs], 1), z_pair)
+        pearl = self.phase == Phase.SELF_SUPERVISED and hp.lambda_pearl != 0
+        dist = self.policy(obs, z_rows)
         a_pi, log_prob_pi = dist.rsample()
-        q = self.critic(torch.cat([obs, obs], 1), torch.cat([action, a_pi[:, :batch]], 1), z_pair)
-        q_data, q_pi = q[:, :, :batch], q[:, :, batch:].min(0).values
+        q_data = self.critic(obs, action, z_rows)  # both critics in one batched forward
+        # Q at the policy's action: V for AWAC, and with grad (to the policy only) for the PEARL term.
+        with torch.set_grad_enabled(pearl):
+            q_pi = self.critic(obs, a_pi, z_rows).min(0).values
         with torch.no_grad():
-            next_q = self.target_critic(next_obs, a_pi[:, batch:], z_rows).min(0).values
+            next_action, _ = self.policy(next_obs, z_rows).rsample()
+            next_q = self.target_critic(next_obs, next_action, z_rows).min(0).values
             target = td_target(reward, terminated, next_q, hp.gamma, hp.reward_scale)
         losses["critic_loss"] = critic_loss(q_data, target)
 
-        log_prob_data = TanhGaussian(dist.mean[:, :batch], dist.log_std[:, :batch]).log_prob(action)
-        losses["awac_loss"] = awac_actor_loss(log_prob_data, q_data.min(0).values.detach(), q_pi.detach(), hp.awac_beta)
+        losses["awac_loss"] = awac_actor_loss(dist.log_prob(action), q_data.min(0).values.detach(), q_pi.detach(), hp.awac_beta)
         losses["actor_loss"] = losses["awac_loss"]
-        if self.phase == Phase.SELF_SUPERVISED and hp.lambda_pearl:
-            losses["pearl_loss"] = pearl_actor_loss(q_pi, log_prob_pi[:, :batch])
+        if pearl:
+            losses["pearl_loss"] = pearl_actor_loss(q_pi, log_prob_pi)
             losses["actor_loss"] = losses["actor_loss"] + hp.lambda_pearl * losses["pearl_loss"]
         losses["q_mean"] = q_data.mean().detach()
         return losses
@@ -185,7 +186,7 @@ class SMAC(L.LightningModule):
             encoder_opt.zero_grad()
             self.manual_backward(losses["encoder_loss"])
         critic_opt.zero_grad()
-        self.manual_backward(losses["critic_loss"], retain_graph=True, inputs=list(self.critic.parameters()))
+        self.manual_backward(losses["critic_loss"], inputs=list(self.critic.parameters()))
         actor_opt.zero_grad()
         self.manual_backward(losses["actor_loss"], inputs=list(self.policy.parameters()))
         if offline:
