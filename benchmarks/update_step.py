@@ -110,25 +110,19 @@ class Ours:
 
     def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden):
         self.module = SMAC(obs_dim, act_dim, latent, enc_hidden, (64, 64), hidden, hidden)
-        self.module.manual_backward = lambda loss, *a, **k: loss.backward(*a, **k)
         self.opts = self.module.configure_optimizers()
 
     def update(self, context, rl, self_supervised=False):
         m = self.module
         m.phase = Phase.SELF_SUPERVISED if self_supervised else Phase.OFFLINE
-        enc, critic, actor = self.opts
+        optimizers = self.opts[1:] if self_supervised else self.opts
         losses = m.compute_losses(context, rl)
-        if not self_supervised:
-            enc.zero_grad()
-            losses["encoder_loss"].backward()
-        critic.zero_grad()
-        losses["critic_loss"].backward(inputs=list(m.critic.parameters()))
-        actor.zero_grad()
-        losses["actor_loss"].backward(inputs=list(m.policy.parameters()))
-        if not self_supervised:
-            enc.step()
-        critic.step()
-        actor.step()
+        total = losses["critic_loss"] + losses["actor_loss"] + losses.get("encoder_loss", 0.0)
+        for opt in optimizers:
+            opt.zero_grad()
+        total.backward()
+        for opt in optimizers:
+            opt.step()
         m.soft_update_target()
 
 

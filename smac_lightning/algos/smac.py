@@ -160,9 +160,11 @@ class SMAC(L.LightningModule):
         dist = self.policy(obs, z_rows)
         a_pi, log_prob_pi = dist.rsample()
         q_data = self.critic(obs, action, z_rows)  # both critics in one batched forward
-        # Q at the policy's action: V for AWAC, and with grad (to the policy only) for the PEARL term.
+        # Q at the policy's action: V for AWAC, and for the PEARL term a gradient to the policy
+        # only: the critic runs on detached weights, so one backward of the summed losses is exact.
         with torch.set_grad_enabled(pearl):
-            q_pi = self.critic(obs, a_pi, z_rows).min(0).values
+            frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
+            q_pi = torch.func.functional_call(self.critic, frozen, (obs, a_pi, z_rows)).min(0).values
         with torch.no_grad():
             next_action, _ = self.policy(next_obs, z_rows).rsample()
             next_q = self.target_critic(next_obs, next_action, z_rows).min(0).values
@@ -178,21 +180,17 @@ class SMAC(L.LightningModule):
         return losses
 
     def training_step(self, batch: TensorDict, batch_idx: int) -> None:
-        encoder_opt, critic_opt, actor_opt = self.optimizers()
+        optimizers = self.optimizers()
+        if self.phase == Phase.SELF_SUPERVISED:
+            optimizers = optimizers[1:]  # the encoder and decoder are frozen
         losses = self.compute_losses(batch["context"], batch["rl"])
-        offline = self.phase == Phase.OFFLINE
-        # Backward everything before any step: the actor's graph runs through the critic's weights.
-        if offline:
-            encoder_opt.zero_grad()
-            self.manual_backward(losses["encoder_loss"])
-        critic_opt.zero_grad()
-        self.manual_backward(losses["critic_loss"], inputs=list(self.critic.parameters()))
-        actor_opt.zero_grad()
-        self.manual_backward(losses["actor_loss"], inputs=list(self.policy.parameters()))
-        if offline:
-            encoder_opt.step()
-        critic_opt.step()
-        actor_opt.step()
+        # Each loss reaches only its own network's parameters, so one backward serves all three.
+        total = losses["critic_loss"] + losses["actor_loss"] + losses.get("encoder_loss", 0.0)
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        self.manual_backward(total)
+        for optimizer in optimizers:
+            optimizer.step()
         self.soft_update_target()
         self.updates += 1
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
