@@ -59,6 +59,12 @@ class MetaTester:
         self.protocol = protocol
         self._envs: dict[tuple, list] = {}
 
+    def metric_names(self) -> list[str]:
+        """What ``run`` returns when given an offline context and a decoder."""
+        trajectories = [f"return_by_trajectory_{k}" for k in range(self.protocol.num_exploration + 1)]
+        return [*trajectories, "final_return", "kl_online", "reward_error_online",
+                "final_return_offline_context", "kl_offline", "reward_error_offline"]
+
     def _envs_for(self, tasks: np.ndarray) -> list:
         key = tasks.tobytes()
         if key not in self._envs:

@@ -252,22 +252,36 @@ class SMAC(L.LightningModule):
     # ----------------------------------------------------------------- meta-test
 
     def meta_test(self) -> dict[str, float]:
+        """The meta-test on held-out (and some training) tasks, split across DDP ranks.
+
+        Each rank evaluates every ``world_size``-th task; the per-rank means are combined
+        weighted by task counts, so every rank returns the same, exact metrics.
+        """
         dm = self.trainer.datamodule
         if self._tester is None:
             self._tester = MetaTester(dm.family, self.evaluation)
         context_size = self.evaluation.num_exploration * dm.family.horizon
         seed = self.updates  # fresh but reproducible initial states and noise per evaluation
         generator = torch.Generator().manual_seed(seed)
+        rank, world = self.trainer.global_rank, self.trainer.world_size
         splits = {"test": (dm.dataset.test_tasks, dm.dataset.test_encoder)}
         n_train = min(self.evaluation.max_train_tasks, dm.num_train_tasks)
         if n_train:
             splits["train"] = (dm.dataset.train_tasks[:n_train], dm.dataset.train_encoder[:n_train])
-        metrics = {}
+        weighted: dict[str, torch.Tensor] = {}
         for split, (tasks, offline) in splits.items():
             index = (torch.rand(len(tasks), context_size, generator=generator) * offline.batch_size[1]).long()
             context = offline[torch.arange(len(tasks))[:, None], index]
-            result = self._tester.run(self.encoder, self.policy, tasks.numpy(), context, seed, self.decoder)
-            metrics.update({f"eval/{split}/{k}": v for k, v in result.items()})
+            shard = slice(rank, None, world)
+            count = len(tasks[shard])
+            result = self._tester.run(self.encoder, self.policy, tasks[shard].numpy(), context[shard], seed, self.decoder) if count else {}
+            for key in self._tester.metric_names():
+                weighted[f"eval/{split}/{key}"] = torch.tensor([result.get(key, 0.0) * count, count], dtype=torch.float64)
+        if world > 1:
+            keys = sorted(weighted)
+            gathered = self.all_gather(torch.stack([weighted[k] for k in keys]))  # [world, keys, 2]
+            weighted = dict(zip(keys, gathered.sum(0)))
+        metrics = {key: (total / count).item() for key, (total, count) in weighted.items()}
         if n_train:
             for key in ("kl_offline", "kl_online", "reward_error_offline", "reward_error_online"):
                 metrics[f"diag/{key}"] = metrics[f"eval/train/{key}"]
@@ -276,7 +290,7 @@ class SMAC(L.LightningModule):
         return metrics
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self.log_dict(self.meta_test(), batch_size=1)
+        self.log_dict(self.meta_test(), batch_size=1, sync_dist=True)  # equal on every rank already
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self.log_dict(self.meta_test(), batch_size=1)
+        self.log_dict(self.meta_test(), batch_size=1, sync_dist=True)  # equal on every rank already
