@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import random
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
 from tensordict import TensorDict
 
@@ -244,10 +246,20 @@ class SMAC(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["smac"] = {"phase": int(self.phase), "updates": self.updates, "online_transitions": self.online_transitions}
+        # z samples, policy noise and exploration draw from the global generators: a resumed run
+        # must continue their streams, not restart them from the seed.
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "cached": cached}
+        checkpoint["rng"] = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["smac"]
         self.phase, self.updates, self.online_transitions = Phase(state["phase"]), state["updates"], state["online_transitions"]
+        if "rng" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            n = checkpoint["rng"]["numpy"]
+            np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+            random.setstate(checkpoint["rng"]["python"])
 
     # ----------------------------------------------------------------- meta-test
 

@@ -33,7 +33,6 @@ class SelfSupervisedPhase(L.Callback):
         self._generator = torch.Generator()
 
     def on_train_start(self, trainer: L.Trainer, module: SMAC) -> None:
-        self._generator.manual_seed(self.seed + 7919 * trainer.global_rank + module.updates)
         if module.phase == Phase.SELF_SUPERVISED:
             freeze(module.encoder, module.decoder)
 
@@ -53,10 +52,13 @@ class SelfSupervisedPhase(L.Callback):
         """One round on a random training task: exploration, then adaptation, all labelled."""
         dm, config = trainer.datamodule, module.self_supervised
         if self._collector is None:
-            self._collector = ExplorationCollector(
-                dm.family, dm.dataset.train_tasks.numpy(), module.policy, module.hparams.latent_dim,
-                config.resample_prior_every_step,
-            )
+            with torch.random.fork_rng():  # building it must not shift the global stream (exact resume)
+                self._collector = ExplorationCollector(
+                    dm.family, dm.dataset.train_tasks.numpy(), module.policy, module.hparams.latent_dim,
+                    config.resample_prior_every_step,
+                )
+        # Seeded by counters, not carried along, so a resumed run draws the same rounds.
+        self._generator.manual_seed((self.seed * 7919 + trainer.global_rank) * 1_000_003 + module.online_transitions)
         task = int(torch.randint(dm.num_train_tasks, (1,), generator=self._generator))
         offline = dm.encoder.sample(torch.tensor([task]), config.label_context_size, self._generator, offline_only=True)
         z_label = sample(*module.encoder.posterior(offline.to(module.device)))  # labels the whole round (eq. 4)

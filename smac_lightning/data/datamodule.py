@@ -17,14 +17,23 @@ from smac_lightning.errors import ConfigError
 
 
 class _MetaBatches(IterableDataset):
-    """An endless stream of meta-batches; the training budget is counted by the module."""
+    """An endless stream of meta-batches; the training budget is counted by the module.
+
+    Batch ``k`` is drawn from a generator seeded by ``(seed, rank, k)``, and the stream
+    restarts at the first batch training has not consumed. Lightning prefetches a batch
+    ahead, so a generator carried from batch to batch would be saved one batch ahead of
+    the checkpoint and a resumed run would see other batches than an uninterrupted one.
+    """
 
     def __init__(self, datamodule: "OfflineMetaDataModule"):
         self.datamodule = datamodule
 
     def __iter__(self):
+        dm = self.datamodule
+        k = dm.batches_consumed
         while True:
-            yield self.datamodule.sample_meta_batch()
+            yield dm.sample_meta_batch(torch.Generator().manual_seed(dm.batch_seed(k)))
+            k += 1
 
 
 def _as_is(batch):
@@ -71,6 +80,8 @@ class OfflineMetaDataModule(L.LightningDataModule):
         self.rl = MultiTaskReplay(self.dataset.train_rl, online_capacity)
         self.encoder = MultiTaskReplay(self.dataset.train_encoder, online_capacity)
         self.generator = torch.Generator().manual_seed(seed)
+        self.rank = 0
+        self.batches_consumed = 0
 
     def _load_or_generate(self, rl_size: int, encoder_size: int, dataset_seed: int) -> OfflineDataset:
         if not self.dataset_dir.exists():
@@ -90,40 +101,51 @@ class OfflineMetaDataModule(L.LightningDataModule):
         return len(self.dataset.manifest["tasks"]["train"])
 
     def setup(self, stage: str) -> None:
-        if self.trainer is not None and self.trainer.world_size > 1:
-            self.generator.manual_seed(self.seed + self.trainer.global_rank)
+        if self.trainer is not None:
+            self.rank = self.trainer.global_rank  # each DDP rank draws its own meta-batches
 
-    def sample_meta_batch(self) -> TensorDict:
-        tasks = torch.randperm(self.num_train_tasks, generator=self.generator)[: self.meta_batch]
+    def batch_seed(self, k: int) -> int:
+        return (self.seed * 1_000_003 + self.rank) * 1_000_000_007 + k
+
+    def sample_meta_batch(self, generator: torch.Generator | None = None) -> TensorDict:
+        generator = self.generator if generator is None else generator
+        tasks = torch.randperm(self.num_train_tasks, generator=generator)[: self.meta_batch]
         return TensorDict(
             {
                 "task": tasks,
-                "context": self.encoder.sample(tasks, self.context_size, self.generator),
-                "rl": self.rl.sample(tasks, self.batch_size, self.generator),
+                "context": self.encoder.sample(tasks, self.context_size, generator),
+                "rl": self.rl.sample(tasks, self.batch_size, generator),
             },
             batch_size=[self.meta_batch],
         )
 
+    # Each DataLoader gets its own generator: creating an iterator draws a seed from it, and from
+    # the global generator otherwise, which would shift every later random draw after a resume.
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_MetaBatches(self), batch_size=None, collate_fn=_as_is)
+        return DataLoader(_MetaBatches(self), batch_size=None, collate_fn=_as_is, generator=torch.Generator())
 
     def val_dataloader(self) -> DataLoader:
         # One item per evaluation: the module's validation_step runs the whole meta-test.
-        return DataLoader([0], batch_size=None)
+        return DataLoader([0], batch_size=None, generator=torch.Generator())
 
     test_dataloader = val_dataloader
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
         return batch.to(device) if isinstance(batch, TensorDict) else batch
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.trainer is not None and self.trainer.training:
+            self.batches_consumed += 1  # called for the batch training_step is about to get
+        return batch
+
     def state_dict(self) -> dict:
         return {
             "rl": self.rl.state_dict(),
             "encoder": self.encoder.state_dict(),
-            "generator": self.generator.get_state(),
+            "batches_consumed": self.batches_consumed,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.rl.load_state_dict(state["rl"])
         self.encoder.load_state_dict(state["encoder"])
-        self.generator.set_state(state["generator"])
+        self.batches_consumed = state["batches_consumed"]

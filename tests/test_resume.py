@@ -1,0 +1,47 @@
+"""Exact resume: a run restarted from any of its checkpoints ends bit-identical to one never stopped."""
+
+import pytest
+import torch
+
+from smac_lightning.algos import Phase
+
+from helpers import smoke_cli
+
+pytestmark = pytest.mark.slow
+LONGER = ("--model.self_supervised_updates", "80", "--checkpoint.save_top_k", "-1")
+
+
+def _final_state(made):
+    module, dm = made.model, made.datamodule
+    return {
+        "model": {k: v.clone() for k, v in module.state_dict().items()},
+        "online_rl": dm.rl.online_rows().clone(),
+        "online_encoder": dm.encoder.online_rows().clone(),
+        "counters": (module.updates, module.online_transitions, int(module.phase)),
+    }
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("uninterrupted")
+    made = smoke_cli(tmp_path, *LONGER)
+    made.trainer.fit(made.model, made.datamodule)
+    return tmp_path, _final_state(made)
+
+
+# checkpoints after updates 40 (end of the offline phase: 3 optimizer steps per update) and
+# 80 (middle of the self-supervised phase: 2 more per update)
+@pytest.mark.parametrize("killed_at, global_step", [(40, 120), (80, 200)])
+def test_resume_from_a_checkpoint_is_bit_identical(uninterrupted, tmp_path, killed_at, global_step):
+    run_dir, expected = uninterrupted
+    (ckpt,) = run_dir.glob(f"runs/*/*/checkpoints/*step={global_step}.ckpt")
+    assert torch.load(ckpt, weights_only=False)["smac"]["updates"] == killed_at
+    resumed = smoke_cli(tmp_path, *LONGER, "--data.dataset_dir", str(run_dir / "data"))
+    resumed.trainer.fit(resumed.model, resumed.datamodule, ckpt_path=str(ckpt))
+    got = _final_state(resumed)
+    # rounds of 40 transitions at self-supervised updates 0, 20, 40 and 60 (0.5 updates per transition)
+    assert got["counters"] == expected["counters"] == (120, 160, int(Phase.SELF_SUPERVISED))
+    for key, value in expected["model"].items():
+        assert torch.equal(got["model"][key], value), f"{key} differs after resuming at update {killed_at}"
+    assert (got["online_rl"] == expected["online_rl"]).all()
+    assert (got["online_encoder"] == expected["online_encoder"]).all()
