@@ -11,3 +11,7 @@ class DatasetError(SmacError, ValueError):
 
 class ConfigError(SmacError, ValueError):
     """A configuration that cannot run as asked."""
+
+
+class TrainingDiverged(SmacError):
+    """A loss or a parameter became NaN or infinite."""

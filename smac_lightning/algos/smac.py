@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from smac_lightning.errors import ConfigError
+from smac_lightning.errors import ConfigError, TrainingDiverged
 from smac_lightning.evaluation import MetaTester, MetaTestProtocol, sample
 from smac_lightning.losses import (
     awac_actor_loss,
@@ -136,6 +136,7 @@ class SMAC(L.LightningModule):
         self.updates = 0  # gradient updates done; Lightning's global_step counts optimizer steps instead
         self.online_transitions = 0
         self._tester: MetaTester | None = None
+        self._last_losses: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- the update
 
@@ -195,6 +196,7 @@ class SMAC(L.LightningModule):
             optimizer.step()
         self.soft_update_target()
         self.updates += 1
+        self._last_losses = losses  # checked for NaN at the logging interval, not here: no host sync
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
 
     @torch.no_grad()
@@ -243,6 +245,25 @@ class SMAC(L.LightningModule):
             self.trainer.should_stop = True
             return -1
         return None
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.updates % self.trainer.log_every_n_steps == 0:
+            self.check_finite()
+
+    def on_validation_start(self) -> None:
+        if self.trainer.training:
+            self.check_finite()  # before the checkpoint that follows this evaluation is written
+
+    def check_finite(self) -> None:
+        bad = [f"train/{k}" for k, v in self._last_losses.items() if not torch.isfinite(v).all()]
+        bad += [name for name, p in self.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            where = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
+            raise TrainingDiverged(
+                f"{', '.join(bad[:5])} became NaN or infinite by update {self.updates}. Training stopped; "
+                f"the last good checkpoint is {where}. Lower model.lr or model.reward_scale, check the "
+                f"dataset's rewards, then resume with --ckpt_path."
+            )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["smac"] = {"phase": int(self.phase), "updates": self.updates, "online_transitions": self.online_transitions}

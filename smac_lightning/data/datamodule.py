@@ -13,7 +13,7 @@ from smac_lightning.data.dataset import OfflineDataset, load_dataset
 from smac_lightning.data.generate import generate_dataset
 from smac_lightning.data.replay import MultiTaskReplay
 from smac_lightning.envs.base import TaskFamily
-from smac_lightning.errors import ConfigError
+from smac_lightning.errors import ConfigError, DatasetError
 
 
 class _MetaBatches(IterableDataset):
@@ -75,6 +75,7 @@ class OfflineMetaDataModule(L.LightningDataModule):
         self.context_size = context_size
         self.seed = seed
         self.dataset = self._load_or_generate(rl_size, encoder_size, dataset_seed)
+        self._check_against_env()
         if meta_batch > self.num_train_tasks:
             raise ConfigError(f"data.meta_batch={meta_batch} exceeds the {self.num_train_tasks} training tasks")
         self.rl = MultiTaskReplay(self.dataset.train_rl, online_capacity)
@@ -87,6 +88,18 @@ class OfflineMetaDataModule(L.LightningDataModule):
         if not self.dataset_dir.exists():
             return generate_dataset(self.family, self.dataset_dir, rl_size, encoder_size, dataset_seed)
         return load_dataset(self.dataset_dir, self.family.config())
+
+    def _check_against_env(self) -> None:
+        """The dataset must fit the env the config builds (the family's code may have changed since)."""
+        env = self.family.make_env(self.dataset.train_tasks[0].numpy())
+        env_dims = {"obs_dim": env.observation_space.shape[0], "act_dim": env.action_space.shape[0]}
+        for key, value in env_dims.items():
+            if self.dataset.manifest[key] != value:
+                raise DatasetError(
+                    f"{self.dataset_dir / 'manifest.json'}: the dataset has {key}={self.dataset.manifest[key]} but the "
+                    f"{self.family.name} env gives {value}. Regenerate it (python -m smac_lightning data make "
+                    f"--config ... --overwrite) or point data.dataset_dir elsewhere."
+                )
 
     @property
     def obs_dim(self) -> int:
