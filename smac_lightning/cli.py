@@ -19,6 +19,7 @@ from smac_lightning.algos import SMAC
 from smac_lightning.callbacks import LogConfigToMLflow
 from smac_lightning.data import OfflineMetaDataModule
 from smac_lightning.errors import SmacError
+from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3 refuses a plain ./mlruns file store
 
@@ -31,7 +32,7 @@ class SMACCLI(LightningCLI):
         parser.set_defaults(
             {
                 "trainer.logger": lazy_instance(
-                    MLFlowLogger, experiment_name="smac_lightning", tracking_uri=DEFAULT_TRACKING_URI
+                    ResilientMLFlowLogger, experiment_name="smac_lightning", tracking_uri=DEFAULT_TRACKING_URI
                 ),
                 "trainer.default_root_dir": "runs",
                 "trainer.max_epochs": -1,  # the module stops at its update budget
@@ -44,6 +45,14 @@ class SMACCLI(LightningCLI):
                 "checkpoint.save_last": True,
             }
         )
+
+
+    def _check_tracking(self) -> None:
+        for logger in self.trainer.loggers:
+            if isinstance(logger, MLFlowLogger):
+                check_reachable(logger._tracking_uri)
+
+    before_fit = before_validate = before_test = _check_tracking
 
 
 def cli(args: list[str] | None = None, run: bool = True) -> SMACCLI:
