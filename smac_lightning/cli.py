@@ -18,7 +18,7 @@ from jsonargparse import lazy_instance
 from smac_lightning.algos import SMAC
 from smac_lightning.callbacks import LogConfigToMLflow
 from smac_lightning.data import OfflineMetaDataModule
-from smac_lightning.errors import SmacError
+from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3 refuses a plain ./mlruns file store
@@ -52,7 +52,32 @@ class SMACCLI(LightningCLI):
             if isinstance(logger, MLFlowLogger):
                 check_reachable(logger._tracking_uri)
 
-    before_fit = before_validate = before_test = _check_tracking
+    def before_fit(self) -> None:
+        self._check_tracking()
+        if self.config_init["fit"].get("ckpt_path") == "last":
+            self._resume_last()
+
+    before_validate = before_test = _check_tracking
+
+    def _resume_last(self) -> None:
+        """``--ckpt_path last``: the newest ``last.ckpt`` under the run folder, and the same MLflow run.
+
+        Checkpoints live in ``<default_root_dir>/<experiment id>/<run id>/checkpoints``, so the
+        path names the run to continue; Lightning alone would look in the new run's empty folder.
+        """
+        root = Path(self.trainer.default_root_dir)
+        found = sorted(root.glob("*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise ConfigError(
+                f"--ckpt_path last: no last.ckpt under {root}/<experiment>/<run>/checkpoints. Give the path of a "
+                f"checkpoint instead, or start without --ckpt_path."
+            )
+        last = found[-1]
+        self.config_init["fit"]["ckpt_path"] = str(last)
+        for logger in self.trainer.loggers:
+            if isinstance(logger, MLFlowLogger) and logger._run_id is None:
+                logger._run_id = last.parent.parent.name
+        print(f"resuming from {last}", file=sys.stderr)
 
 
 def cli(args: list[str] | None = None, run: bool = True) -> SMACCLI:

@@ -109,3 +109,23 @@ def test_conf_files_parse(tmp_path):
             continue
         out = run_cli(tmp_path, "fit", "--config", str(config), "--print_config")
         assert out.returncode == 0, (config, out.stderr[-2000:])
+
+
+def test_ckpt_path_last_continues_the_same_run(tmp_path):
+    first = run_cli(tmp_path, "fit", *SMOKE_ARGS)
+    assert first.returncode == 0, first.stderr[-2000:]
+    longer = ("--model.self_supervised_updates", "80")
+    resumed = run_cli(tmp_path, "fit", *SMOKE_ARGS, *longer, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from runs/" in resumed.stderr
+    (last,) = tmp_path.glob("runs/*/*/checkpoints/last.ckpt")  # the same folder, not a new run's
+    assert torch.load(last, weights_only=False)["smac"]["updates"] == 120
+    (run,) = _runs(tmp_path)  # and the same MLflow run
+    updates = [m.value for m in _client(tmp_path).get_metric_history(run.info.run_id, "progress/updates")]
+    assert updates == [40.0, 80.0, 120.0]
+
+
+def test_ckpt_path_last_without_a_checkpoint_is_explained(tmp_path):
+    out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--ckpt_path", "last")
+    assert out.returncode == 2
+    assert "--ckpt_path last: no last.ckpt under runs" in out.stderr
