@@ -1,21 +1,26 @@
-"""Time SMAC's update step against a plain-PyTorch reference written the rlkit way, in one run.
+"""Time SMAC's update step (the module's own ``SMAC.update``) against a plain reference, in one run.
 
-The reference computes the same losses with two separate Q-networks (and two separate
-targets), a Python loop over tasks for the product of Gaussians, and a second Q forward for
-the actor. Both are timed on the same meta-batches; the script prints milliseconds per update
-and the ratio, plus the achieved fraction of this machine's fp32 matmul throughput.
+The reference computes the same losses the way a first implementation would: two separate
+Q-networks and targets, a Python loop over tasks for the product of Gaussians, Q(s, a) and
+Q(s, pi(s)) evaluated again for the actor. Both run on the same meta-batches, at the same
+precision and thread count, after warm-up. The last line printed is JSON:
+``{"ms_per_step", "gflop_per_step", "matmul_peak_gflops", "fraction_of_peak", "precision",
+"threads", "reference_ms_per_step", "speedup"}``; the FLOPs come from the layer shapes and the
+peak from a matmul of the update's shapes at the same precision, measured in the same run.
 
-    python benchmarks/update_step.py                 # paper sizes: 4 tasks x 256, [300]*3 nets
-    python benchmarks/update_step.py --hidden 128 128 --updates 200
+    python benchmarks/update_step.py                          # paper sizes, float32
+    python benchmarks/update_step.py --precision bf16-mixed --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
 import torch.nn.functional as F
+from tensordict import TensorDict
 
 from smac_lightning.algos import SMAC, Phase
 from smac_lightning.losses import awac_actor_loss, kl_to_standard_normal, pearl_actor_loss, td_target
@@ -24,8 +29,6 @@ from smac_lightning.nn.mlp import mlp
 
 
 def meta_batch(tasks, batch, context, obs_dim, act_dim):
-    from tensordict import TensorDict
-
     def rows(n):
         return TensorDict(
             {
@@ -106,43 +109,39 @@ class Reference:
 
 
 class Ours:
-    """SMAC's own update, as training_step runs it, outside a Trainer."""
+    """The module's own update (what training_step runs), outside a Trainer."""
 
     def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden):
         self.module = SMAC(obs_dim, act_dim, latent, enc_hidden, (64, 64), hidden, hidden)
         self.opts = self.module.configure_optimizers()
 
     def update(self, context, rl, self_supervised=False):
-        m = self.module
-        m.phase = Phase.SELF_SUPERVISED if self_supervised else Phase.OFFLINE
-        optimizers = self.opts[1:] if self_supervised else self.opts
-        losses = m.compute_losses(context, rl)
-        total = losses["critic_loss"] + losses["actor_loss"] + losses.get("encoder_loss", 0.0)
-        for opt in optimizers:
-            opt.zero_grad()
-        total.backward()
-        for opt in optimizers:
-            opt.step()
-        m.soft_update_target()
+        self.module.phase = Phase.SELF_SUPERVISED if self_supervised else Phase.OFFLINE
+        self.module.update(TensorDict({"context": context, "rl": rl}), self.opts, torch.Tensor.backward)
 
 
-def time_updates(impl, batches, updates, self_supervised=False):
-    for context, rl in batches[:5]:  # warm-up
-        impl.update(context, rl, self_supervised)
-    start = time.perf_counter()
-    for i in range(updates):
-        context, rl = batches[i % len(batches)]
-        impl.update(context, rl, self_supervised)
+def time_updates(impl, batches, updates, self_supervised, precision):
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    with autocast:
+        for context, rl in batches[:5]:  # warm-up
+            impl.update(context, rl, self_supervised)
+        start = time.perf_counter()
+        for i in range(updates):
+            context, rl = batches[i % len(batches)]
+            impl.update(context, rl, self_supervised)
     return (time.perf_counter() - start) / updates * 1000
 
 
-def matmul_gflops(n=1024, repeats=20):
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
+def matmul_gflops(rows, width, precision, repeats=200):
+    """Peak of this machine for the update's dominant shape: [rows, width] @ [width, width]."""
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
+    a, b = torch.randn(rows, width, dtype=dtype), torch.randn(width, width, dtype=dtype)
+    for _ in range(10):
+        a @ b
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+    return 2 * rows * width * width * repeats / (time.perf_counter() - start) / 1e9
 
 
 def update_gflop(tasks, batch, context, obs_dim, act_dim, latent, hidden, enc_hidden):
@@ -170,23 +169,32 @@ def main():
     parser.add_argument("--act-dim", type=int, default=6)
     parser.add_argument("--hidden", type=int, nargs="+", default=[300, 300, 300])
     parser.add_argument("--updates", type=int, default=100)
+    parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--phase", choices=["offline", "self-supervised"], default="offline")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dims = (args.obs_dim, args.act_dim, 5, tuple(args.hidden), (200, 200, 200))
     batches = [meta_batch(args.tasks, args.batch, args.context, args.obs_dim, args.act_dim) for _ in range(10)]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; meta-batch {args.tasks} x {args.batch}, "
-          f"context {args.context}, hidden {args.hidden}, obs {args.obs_dim}, act {args.act_dim}")
-    peak = matmul_gflops()
+    ss = args.phase == "self-supervised"
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.precision}, {args.phase}; meta-batch "
+          f"{args.tasks} x {args.batch}, context {args.context}, hidden {args.hidden}, obs {args.obs_dim}, act {args.act_dim}")
+    reference = time_updates(Reference(*dims), batches, args.updates, ss, args.precision)
+    ours = time_updates(Ours(*dims), batches, args.updates, ss, args.precision)
+    peak = matmul_gflops(args.tasks * args.batch, max(args.hidden), args.precision)
     flop = update_gflop(args.tasks, args.batch, args.context, *dims)
-    ours_ms = {}
-    for phase, ss in (("offline", False), ("self-supervised", True)):
-        ref = time_updates(Reference(*dims), batches, args.updates, ss)
-        ours_ms[phase] = time_updates(Ours(*dims), batches, args.updates, ss)
-        print(f"{phase:16s} reference {ref:7.2f} ms/update   smac_lightning {ours_ms[phase]:7.2f} ms/update   "
-              f"speed-up x{ref / ours_ms[phase]:.2f}")
-    achieved = flop / (ours_ms["offline"] / 1000)
-    print(f"fp32 matmul peak {peak:.0f} GFLOP/s; an offline update is ~{flop * 1000:.0f} MFLOP of matmuls, "
-          f"done at {achieved:.0f} GFLOP/s = {achieved / peak:.0%} of the peak")
+    print(f"reference {reference:.2f} ms/update, smac_lightning {ours:.2f} ms/update: x{reference / ours:.2f}")
+    print(json.dumps({
+        "ms_per_step": round(ours, 3),
+        "gflop_per_step": round(flop, 3),
+        "matmul_peak_gflops": round(peak, 1),
+        "fraction_of_peak": round(flop / (ours / 1000) / peak, 3),
+        "precision": args.precision,
+        "threads": args.threads,
+        "reference_ms_per_step": round(reference, 3),
+        "speedup": round(reference / ours, 2),
+    }))
 
 if __name__ == "__main__":
     main()

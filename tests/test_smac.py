@@ -140,3 +140,19 @@ def test_checkpoint_in_the_self_supervised_phase_resumes_it(self_supervised_run)
     assert int((dm.rl.sizes - dm.rl.offline_size).sum()) == 160
     for key, value in module.encoder.state_dict().items():
         assert torch.equal(value, made.model.encoder.state_dict()[key])
+
+
+def test_bf16_mixed_keeps_outputs_targets_and_losses_in_float32(tmp_path):
+    made = smoke_cli(tmp_path)
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    torch.manual_seed(3)
+    reference = module.compute_losses(batch["context"], batch["rl"])
+    torch.manual_seed(3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q = module.critic(batch["rl"]["observation"], batch["rl"]["action"], torch.zeros(4, 32, 5))
+        losses = module.compute_losses(batch["context"], batch["rl"])
+    assert q.dtype == torch.float32
+    for key, value in losses.items():
+        assert value.dtype == torch.float32, key
+        # bf16 matmuls, same math: close to the float32 values (bf16 has ~3 significant digits)
+        torch.testing.assert_close(value, reference[key], rtol=0.1, atol=0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import random
 from dataclasses import dataclass
 from enum import IntEnum
@@ -183,7 +184,11 @@ class SMAC(L.LightningModule):
         return losses
 
     def training_step(self, batch: TensorDict, batch_idx: int) -> None:
-        optimizers = self.optimizers()
+        losses = self.update(batch, self.optimizers(), self.manual_backward)
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
+
+    def update(self, batch: TensorDict, optimizers, backward) -> dict[str, torch.Tensor]:
+        """One SMAC update on a meta-batch; ``backward`` is Lightning's ``manual_backward`` in training."""
         if self.phase == Phase.SELF_SUPERVISED:
             optimizers = optimizers[1:]  # the encoder and decoder are frozen
         losses = self.compute_losses(batch["context"], batch["rl"])
@@ -191,24 +196,24 @@ class SMAC(L.LightningModule):
         total = losses["critic_loss"] + losses["actor_loss"] + losses.get("encoder_loss", 0.0)
         for optimizer in optimizers:
             optimizer.zero_grad()
-        self.manual_backward(total)
+        backward(total)
         for optimizer in optimizers:
             optimizer.step()
         self.soft_update_target()
         self.updates += 1
         self._last_losses = losses  # checked for NaN at the logging interval, not here: no host sync
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
+        return losses
 
     @torch.no_grad()
     def soft_update_target(self) -> None:
         torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), self.hparams.tau)
 
     def configure_optimizers(self):
-        lr = self.hparams.lr
+        adam = functools.partial(torch.optim.Adam, lr=self.hparams.lr, fused=True)  # one kernel per step
         return [
-            torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=lr),
-            torch.optim.Adam(self.critic.parameters(), lr=lr),
-            torch.optim.Adam(self.policy.parameters(), lr=lr),
+            adam([*self.encoder.parameters(), *self.decoder.parameters()]),
+            adam(self.critic.parameters()),
+            adam(self.policy.parameters()),
         ]
 
     # ----------------------------------------------------------------- budget and phase

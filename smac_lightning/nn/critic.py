@@ -18,4 +18,5 @@ class CriticEnsemble(nn.Module):
         self.net = EnsembleMLP(num_critics, obs_dim + act_dim + latent_dim, hidden, 1)
 
     def forward(self, observation: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([observation, action, z], dim=-1))
+        # float32 out even under bf16 autocast: Bellman targets and errors need the precision
+        return self.net(torch.cat([observation, action, z], dim=-1)).float()

@@ -16,4 +16,4 @@ class RewardDecoder(nn.Module):
         self.net = mlp(obs_dim + act_dim + latent_dim, hidden, 1)
 
     def forward(self, observation: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([observation, action, z], dim=-1))
+        return self.net(torch.cat([observation, action, z], dim=-1)).float()

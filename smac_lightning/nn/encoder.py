@@ -46,7 +46,7 @@ class ContextEncoder(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, observation, action, reward, next_observation, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(self.transitions(observation, action, reward, next_observation))
+        out = self.net(self.transitions(observation, action, reward, next_observation)).float()
         mean, pre_var = out.split(self.latent_dim, dim=-1)
         return product_of_gaussians(mean, F.softplus(pre_var), mask)
 

@@ -48,5 +48,5 @@ class TanhGaussianPolicy(nn.Module):
         self.net = mlp(obs_dim + latent_dim, hidden, 2 * act_dim)
 
     def forward(self, observation: torch.Tensor, z: torch.Tensor) -> TanhGaussian:
-        mean, log_std = self.net(torch.cat([observation, z], dim=-1)).split(self.act_dim, dim=-1)
+        mean, log_std = self.net(torch.cat([observation, z], dim=-1)).float().split(self.act_dim, dim=-1)
         return TanhGaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
