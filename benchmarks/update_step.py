@@ -72,7 +72,7 @@ class Reference:
             variances.append(post_var)
         mean, var = torch.stack(means), torch.stack(variances)
         z = mean + var.sqrt() * torch.randn_like(mean)
-        obs, act, rew, nxt = rl["observation"], rl["action"], rl["reward"], rl["next", "observation"]
+        obs, act, nxt = rl["observation"], rl["action"], rl["next", "observation"]
         zr = z[:, None].expand(*obs.shape[:2], -1)
         enc_loss = (self.decoder(torch.cat([context["observation"], context["action"], z[:, None].expand(*context.batch_size, -1)], -1)) - context["reward"]).pow(2).sum((1, 2)).mean()
         enc_loss = enc_loss + 0.1 * kl_to_standard_normal(mean, var).mean()

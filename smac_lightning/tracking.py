@@ -57,6 +57,3 @@ class ResilientMLFlowLogger(MLFlowLogger):
     log_hyperparams = _survive(MLFlowLogger.log_hyperparams)
     after_save_checkpoint = _survive(MLFlowLogger.after_save_checkpoint)
     finalize = _survive(MLFlowLogger.finalize)
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        _survive(lambda self: self.experiment.log_text(self.run_id, text, artifact_file))(self)

@@ -41,7 +41,8 @@ def test_smoke_run_is_logged_to_the_local_sqlite_store(smoke_run):
     for key in ["eval/test/final_return", "eval/train/final_return", "eval/test/return_by_trajectory_0",
                 "eval/test/return_by_trajectory_2", "diag/kl_offline", "diag/kl_online",
                 "eval/test/final_return_offline_context", "train/critic_loss", "train/actor_loss",
-                "train/reward_loss", "train/kl", "train/pearl_loss"]:
+                "train/reward_loss", "train/kl", "train/pearl_loss", "diag/reward_error_online",
+                "eval/env_steps_per_second"]:
         assert key in metrics, key
     # the full resolved config: as params and as an artifact that parses back
     assert run.data.params["config.model.offline_updates"] == "40"

@@ -37,6 +37,13 @@ def _copy(dataset_dir, tmp_path):
     return target
 
 
+def _rewrite(path, buffer, edit):
+    """Replace one buffer of the dataset at ``path`` by ``edit(buffer)``."""
+    td = TensorDict.load_memmap(path / buffer).clone()
+    shutil.rmtree(path / buffer)
+    edit(td).memmap(path / buffer)
+
+
 def test_wrong_path_is_named(tmp_path):
     with pytest.raises(DatasetError, match="no dataset directory here") as err:
         load_dataset(tmp_path / "nowhere")
@@ -73,19 +80,14 @@ def test_dataset_of_another_family(dataset_dir):
 
 def test_mismatched_shapes(dataset_dir, tmp_path):
     path = _copy(dataset_dir, tmp_path)
-    td = TensorDict.load_memmap(path / "train/rl").clone()
-    shutil.rmtree(path / "train/rl")
-    td.set("action", torch.zeros(*td.batch_size, 3))  # 3-d actions where the manifest says 2
-    td.memmap(path / "train/rl")
+    _rewrite(path, "train/rl", lambda td: td.set("action", torch.zeros(*td.batch_size, 3)))  # the manifest says 2
     with pytest.raises(DatasetError, match=r"train/rl: field 'action' has shape \(6, 50, 3\)"):
         load_dataset(path)
 
 
 def test_truncated_buffer(dataset_dir, tmp_path):
     path = _copy(dataset_dir, tmp_path)
-    td = TensorDict.load_memmap(path / "train/encoder").clone()
-    shutil.rmtree(path / "train/encoder")
-    td[:, :10].clone().memmap(path / "train/encoder")
+    _rewrite(path, "train/encoder", lambda td: td[:, :10].clone())
     with pytest.raises(DatasetError, match="train/encoder: buffer has shape"):
         load_dataset(path)
 
@@ -101,8 +103,6 @@ def test_nan_rewards(dataset_dir, tmp_path):
 
 def test_missing_field(dataset_dir, tmp_path):
     path = _copy(dataset_dir, tmp_path)
-    td = TensorDict.load_memmap(path / "test/encoder").clone()
-    shutil.rmtree(path / "test/encoder")
-    td.exclude("reward").memmap(path / "test/encoder")
+    _rewrite(path, "test/encoder", lambda td: td.exclude("reward"))
     with pytest.raises(DatasetError, match="test/encoder: field 'reward' missing"):
         load_dataset(path)

@@ -1,5 +1,3 @@
-import os
-
 import nbformat
 import pytest
 from nbclient import NotebookClient

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import random
+import time
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
@@ -307,12 +308,15 @@ class SMAC(L.LightningModule):
         if n_train:
             splits["train"] = (dm.dataset.train_tasks[:n_train], dm.dataset.train_encoder[:n_train])
         weighted: dict[str, torch.Tensor] = {}
+        started, env_steps = time.perf_counter(), 0
         for split, (tasks, offline) in splits.items():
             index = (torch.rand(len(tasks), context_size, generator=generator) * offline.batch_size[1]).long()
             context = offline[torch.arange(len(tasks))[:, None], index]
             shard = slice(rank, None, world)
             count = len(tasks[shard])
             result = self._tester.run(self.encoder, self.policy, tasks[shard].numpy(), context[shard], seed, self.decoder) if count else {}
+            episodes = count * self.evaluation.runs_per_task * (self.evaluation.num_exploration + 2)
+            env_steps += episodes * dm.family.horizon  # at most: episodes may end early
             for key in self._tester.metric_names():
                 weighted[f"eval/{split}/{key}"] = torch.tensor([result.get(key, 0.0) * count, count], dtype=torch.float64)
         if world > 1:
@@ -320,6 +324,7 @@ class SMAC(L.LightningModule):
             gathered = self.all_gather(torch.stack([weighted[k] for k in keys]))  # [world, keys, 2]
             weighted = dict(zip(keys, gathered.sum(0)))
         metrics = {key: (total / count).item() for key, (total, count) in weighted.items()}
+        metrics["eval/env_steps_per_second"] = env_steps / (time.perf_counter() - started)
         if n_train:
             for key in ("kl_offline", "kl_online", "reward_error_offline", "reward_error_online"):
                 metrics[f"diag/{key}"] = metrics[f"eval/train/{key}"]

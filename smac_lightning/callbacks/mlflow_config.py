@@ -25,10 +25,7 @@ class LogConfigToMLflow(SaveConfigCallback):
         text = self.parser.dump(self.config, skip_none=False)
         for logger in trainer.loggers:
             if isinstance(logger, MLFlowLogger):
-                if hasattr(logger, "log_text"):
-                    logger.log_text(text, "config.yaml")
-                else:
-                    logger.experiment.log_text(logger.run_id, text, "config.yaml")
+                logger.experiment.log_text(logger.run_id, text, "config.yaml")
                 params = flatten(self.config.as_dict())
                 params.pop("config", None)  # the --config paths themselves
                 logger.log_hyperparams({f"config.{k}": v for k, v in params.items()})
