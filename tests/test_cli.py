@@ -23,7 +23,7 @@ def _runs(cwd):
 def test_smoke_fit_crosses_the_phase_switch_in_under_a_minute(smoke_run):
     cwd, _, seconds = smoke_run
     assert seconds < 60, f"smoke fit took {seconds:.1f} s"
-    assert (cwd / "data/point_robot_smoke/manifest.json").is_file()  # generated on first use
+    assert (cwd / "data/point_robot-rl200-enc100-seed0/manifest.json").is_file()  # generated on first use
     last = torch.load(next(cwd.glob("runs/*/*/checkpoints/last.ckpt")), weights_only=False)
     assert last["smac"] == {"phase": 1, "updates": 80, "online_transitions": 80}  # the newest state
 
@@ -95,13 +95,21 @@ def test_misaligned_budget_is_refused_with_the_fix(tmp_path):
 def test_data_make_builds_the_dataset_and_refuses_a_foreign_one(tmp_path):
     out = run_cli(tmp_path, "data", "make", *SMOKE_ARGS)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "dataset ready at data/point_robot_smoke" in out.stdout
-    assert (tmp_path / "data/point_robot_smoke/train/rl/meta.json").is_file()
+    assert "dataset ready at data/point_robot-rl200-enc100-seed0" in out.stdout
+    assert (tmp_path / "data/point_robot-rl200-enc100-seed0/train/rl/meta.json").is_file()
     sparse = run_cli(tmp_path, "data", "make", *SMOKE_ARGS, "--data.family.init_args.sparse", "true")
     assert sparse.returncode != 0
     assert "made for task family" in sparse.stderr and "Traceback" not in sparse.stderr.split("DatasetError")[0][-200:]
     rebuilt = run_cli(tmp_path, "data", "make", *SMOKE_ARGS, "--data.family.init_args.sparse", "true", "--overwrite")
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+
+
+@pytest.mark.parametrize("config", ["cheetah_vel.yaml"])
+def test_smoke_overlay_runs_with_other_task_configs(tmp_path, config):
+    out = run_cli(tmp_path, "fit", "--config", str(ROOT / "conf" / config), "--config", str(ROOT / "conf/smoke.yaml"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run,) = _runs(tmp_path)
+    assert "eval/test/final_return" in run.data.metrics and run.data.metrics["progress/phase"] == 1.0
 
 
 def test_conf_files_parse(tmp_path):

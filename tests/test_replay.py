@@ -90,7 +90,7 @@ def test_state_dict_round_trips_online_data():
 
 
 def test_datamodule_meta_batches(family, dataset_dir):
-    dm = OfflineMetaDataModule(family, str(dataset_dir), meta_batch=4, batch_size=8, context_size=5)
+    dm = OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=4, batch_size=8, context_size=5)
     batch = next(iter(dm.train_dataloader()))
     assert batch["rl"].batch_size == (4, 8) and batch["context"].batch_size == (4, 5)
     assert len(set(batch["task"].tolist())) == 4  # distinct tasks in a meta-batch
@@ -103,4 +103,4 @@ def test_meta_batch_larger_than_the_task_set_is_refused(family, dataset_dir):
     import pytest
 
     with pytest.raises(ValueError, match="meta_batch=9 exceeds the 6 training tasks"):
-        OfflineMetaDataModule(family, str(dataset_dir), meta_batch=9)
+        OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=9)

@@ -44,7 +44,7 @@ class OfflineMetaDataModule(L.LightningDataModule):
     def __init__(
         self,
         family: TaskFamily,
-        dataset_dir: str = "data/point_robot",
+        dataset_dir: str | None = None,
         rl_size: int = 1200,
         encoder_size: int = 400,
         dataset_seed: int = 0,
@@ -57,7 +57,9 @@ class OfflineMetaDataModule(L.LightningDataModule):
         """
         Args:
             family: the task family (its train/test tasks are stored with the dataset).
-            dataset_dir: where the offline dataset lives; generated there first if missing.
+            dataset_dir: where the offline dataset lives; generated there first if missing. Default:
+                ``data/<family>-rl<rl_size>-enc<encoder_size>-seed<dataset_seed>``, so datasets of
+                other sizes or seeds never meet.
             rl_size: transitions per training task in each RL buffer (used when generating).
             encoder_size: transitions per task in each encoder (context) buffer (used when generating).
             dataset_seed: seed of the behaviour policy when generating.
@@ -69,7 +71,7 @@ class OfflineMetaDataModule(L.LightningDataModule):
         """
         super().__init__()
         self.family = family
-        self.dataset_dir = Path(dataset_dir)
+        self.dataset_dir = Path(dataset_dir or f"data/{family.name}-rl{rl_size}-enc{encoder_size}-seed{dataset_seed}")
         self.meta_batch = meta_batch
         self.batch_size = batch_size
         self.context_size = context_size
@@ -87,7 +89,15 @@ class OfflineMetaDataModule(L.LightningDataModule):
     def _load_or_generate(self, rl_size: int, encoder_size: int, dataset_seed: int) -> OfflineDataset:
         if not self.dataset_dir.exists():
             return generate_dataset(self.family, self.dataset_dir, rl_size, encoder_size, dataset_seed)
-        return load_dataset(self.dataset_dir, self.family.config())
+        dataset = load_dataset(self.dataset_dir, self.family.config())
+        asked = {"rl": rl_size, "encoder": encoder_size}
+        if dataset.manifest["sizes"] != asked:
+            raise DatasetError(
+                f"{self.dataset_dir / 'manifest.json'}: the dataset has {dataset.manifest['sizes']} transitions per task "
+                f"but the config asks for {asked}. Point data.dataset_dir elsewhere (or leave it unset) or "
+                f"regenerate it with `python -m smac_lightning data make --config ... --overwrite`."
+            )
+        return dataset
 
     def _check_against_env(self) -> None:
         """The dataset must fit the env the config builds (the family's code may have changed since)."""

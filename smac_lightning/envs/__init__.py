@@ -3,9 +3,14 @@
 import gymnasium as gym
 
 from smac_lightning.envs.base import TaskFamily
+from smac_lightning.envs.cheetah_vel import CheetahVelEnv, CheetahVelFamily
 from smac_lightning.envs.point_robot import PointRobotEnv, PointRobotFamily
 
-if "smac_lightning/PointRobot-v0" not in gym.registry:
-    gym.register("smac_lightning/PointRobot-v0", entry_point="smac_lightning.envs.point_robot:PointRobotEnv")
+for _name, _entry in {
+    "PointRobot-v0": "smac_lightning.envs.point_robot:PointRobotEnv",
+    "CheetahVel-v0": "smac_lightning.envs.cheetah_vel:CheetahVelEnv",
+}.items():
+    if f"smac_lightning/{_name}" not in gym.registry:
+        gym.register(f"smac_lightning/{_name}", entry_point=_entry)
 
-__all__ = ["TaskFamily", "PointRobotEnv", "PointRobotFamily"]
+__all__ = ["TaskFamily", "CheetahVelEnv", "CheetahVelFamily", "PointRobotEnv", "PointRobotFamily"]
