@@ -6,6 +6,7 @@ offline dataset a config names without training.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from jsonargparse import lazy_instance
 from smac_lightning.algos import SMAC
 from smac_lightning.callbacks import LogConfigToMLflow
 from smac_lightning.data import OfflineMetaDataModule
+from smac_lightning.data.datamodule import default_dataset_dir
 from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
 
@@ -97,7 +99,10 @@ class _DatasetCLI(SMACCLI):
     overwrite = False
 
     def before_instantiate_classes(self) -> None:
-        dataset_dir = Path(self.config["data"]["dataset_dir"])
+        data = self.config["data"]
+        module, _, name = data["family"]["class_path"].rpartition(".")
+        family = getattr(importlib.import_module(module), name)  # its class attribute ``name`` is enough
+        dataset_dir = Path(data["dataset_dir"] or default_dataset_dir(family.name, data["rl_size"], data["encoder_size"], data["dataset_seed"]))
         if self.overwrite and dataset_dir.exists():
             shutil.rmtree(dataset_dir)
 

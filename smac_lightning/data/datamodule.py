@@ -36,6 +36,10 @@ class _MetaBatches(IterableDataset):
             k += 1
 
 
+def default_dataset_dir(family_name: str, rl_size: int, encoder_size: int, dataset_seed: int) -> str:
+    return f"data/{family_name}-rl{rl_size}-enc{encoder_size}-seed{dataset_seed}"
+
+
 def _as_is(batch):
     return batch
 
@@ -71,7 +75,7 @@ class OfflineMetaDataModule(L.LightningDataModule):
         """
         super().__init__()
         self.family = family
-        self.dataset_dir = Path(dataset_dir or f"data/{family.name}-rl{rl_size}-enc{encoder_size}-seed{dataset_seed}")
+        self.dataset_dir = Path(dataset_dir or default_dataset_dir(family.name, rl_size, encoder_size, dataset_seed))
         self.meta_batch = meta_batch
         self.batch_size = batch_size
         self.context_size = context_size
