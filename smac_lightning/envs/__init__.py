@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 
+from smac_lightning.envs.ant_dir import AntDirEnv, AntDirFamily
 from smac_lightning.envs.base import TaskFamily
 from smac_lightning.envs.cheetah_vel import CheetahVelEnv, CheetahVelFamily
 from smac_lightning.envs.point_robot import PointRobotEnv, PointRobotFamily
@@ -9,8 +10,9 @@ from smac_lightning.envs.point_robot import PointRobotEnv, PointRobotFamily
 for _name, _entry in {
     "PointRobot-v0": "smac_lightning.envs.point_robot:PointRobotEnv",
     "CheetahVel-v0": "smac_lightning.envs.cheetah_vel:CheetahVelEnv",
+    "AntDir-v0": "smac_lightning.envs.ant_dir:AntDirEnv",
 }.items():
     if f"smac_lightning/{_name}" not in gym.registry:
         gym.register(f"smac_lightning/{_name}", entry_point=_entry)
 
-__all__ = ["TaskFamily", "CheetahVelEnv", "CheetahVelFamily", "PointRobotEnv", "PointRobotFamily"]
+__all__ = ["TaskFamily", "AntDirEnv", "AntDirFamily", "CheetahVelEnv", "CheetahVelFamily", "PointRobotEnv", "PointRobotFamily"]

@@ -59,3 +59,17 @@ class TaskFamily(ABC):
             "horizon": self.horizon,
             "seed": self.seed,
         }
+
+
+class UniformRandomBehaviour:
+    """Uniform random actions: a stand-in behaviour policy until PEARL generates the datasets."""
+
+    def __init__(self, rng: np.random.Generator, act_dim: int):
+        self.rng = rng
+        self.act_dim = act_dim
+
+    def reset(self, tasks: np.ndarray) -> None:
+        """Nothing to remember between episodes."""
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, size=(len(observation), self.act_dim)).astype(np.float32)

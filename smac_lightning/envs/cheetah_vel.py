@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
-from smac_lightning.envs.base import TaskFamily
+from smac_lightning.envs.base import TaskFamily, UniformRandomBehaviour
 
 CONTROL_COST = 0.05
 
@@ -47,20 +47,6 @@ class CheetahVelEnv(HalfCheetahEnv):
             reward = -abs(x_velocity - self.target_velocity) - CONTROL_COST * float(np.sum(np.square(action)))
         info = {"x_velocity": x_velocity}
         return self._get_obs().astype(np.float32), reward, False, self._t >= self.horizon, info
-
-
-class UniformRandomBehaviour:
-    """Uniform random actions: a stand-in behaviour policy until PEARL generates the datasets."""
-
-    def __init__(self, rng: np.random.Generator, act_dim: int):
-        self.rng = rng
-        self.act_dim = act_dim
-
-    def reset(self, tasks: np.ndarray) -> None:
-        """Nothing to remember between episodes."""
-
-    def act(self, observation: np.ndarray) -> np.ndarray:
-        return self.rng.uniform(-1.0, 1.0, size=(len(observation), self.act_dim)).astype(np.float32)
 
 
 class CheetahVelFamily(TaskFamily):
