@@ -8,45 +8,32 @@ torso leaves [0.2, 1.0] in height. Observations are v5's 27-d ones without conta
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from smac_lightning.envs.base import TaskFamily, UniformRandomBehaviour
+from smac_lightning.envs.scalar_task import ScalarTaskEnv
 
 
-class AntDirEnv(AntEnv):
+class AntDirEnv(ScalarTaskEnv, AntEnv):
     def __init__(self, direction: float = 0.0, horizon: int = 200, reward_free: bool = False, **kwargs):
-        super().__init__(include_cfrc_ext_in_observation=False, **kwargs)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=self.observation_space.shape, dtype=np.float32)
-        self.horizon = horizon
-        self.reward_free = reward_free
-        self.set_task(direction)
-        self._t = 0
+        AntEnv.__init__(self, include_cfrc_ext_in_observation=False, **kwargs)
+        self._init_task(direction, horizon, reward_free)
 
-    def set_task(self, direction) -> None:
-        self.direction = float(np.asarray(direction).reshape(-1)[0])
-
-    def reset(self, *, seed=None, options=None):
-        if options and "task" in options:
-            self.set_task(options["task"])
-        self._t = 0
-        observation, info = super().reset(seed=seed)
-        return observation.astype(np.float32), info
+    @property
+    def direction(self) -> float:
+        return self.task
 
     def step(self, action):
         before = self.data.body(self._main_body).xpos[:2].copy()
         self.do_simulation(action, self.frame_skip)
         velocity = (self.data.body(self._main_body).xpos[:2] - before) / self.dt
-        self._t += 1
-        if self.reward_free:  # the self-supervised phase: the true reward is never computed
-            reward = float("nan")
-        else:
-            progress = velocity @ np.array([np.cos(self.direction), np.sin(self.direction)])
-            reward = float(progress + self.healthy_reward - self.control_cost(action) - self.contact_cost)
-        terminated = not self.is_healthy
-        info = {"xy_velocity": velocity}
-        return self._get_obs().astype(np.float32), reward, terminated, self._t >= self.horizon, info
+
+        def reward():
+            progress = velocity @ np.array([np.cos(self.task), np.sin(self.task)])
+            return progress + self.healthy_reward - self.control_cost(action) - self.contact_cost
+
+        return self._transition(reward, not self.is_healthy, {"xy_velocity": velocity})
 
 
 class AntDirFamily(TaskFamily):

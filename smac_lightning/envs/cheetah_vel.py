@@ -8,45 +8,33 @@ velocities), as float32; the paper's 20-d state with positions is not offered ye
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
 from smac_lightning.envs.base import TaskFamily, UniformRandomBehaviour
+from smac_lightning.envs.scalar_task import ScalarTaskEnv
 
 CONTROL_COST = 0.05
 
 
-class CheetahVelEnv(HalfCheetahEnv):
+class CheetahVelEnv(ScalarTaskEnv, HalfCheetahEnv):
     def __init__(self, target_velocity: float = 1.0, horizon: int = 200, reward_free: bool = False, **kwargs):
-        super().__init__(ctrl_cost_weight=CONTROL_COST, **kwargs)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=self.observation_space.shape, dtype=np.float32)
-        self.horizon = horizon
-        self.reward_free = reward_free
-        self.set_task(target_velocity)
-        self._t = 0
+        HalfCheetahEnv.__init__(self, ctrl_cost_weight=CONTROL_COST, **kwargs)
+        self._init_task(target_velocity, horizon, reward_free)
 
-    def set_task(self, target_velocity) -> None:
-        self.target_velocity = float(np.asarray(target_velocity).reshape(-1)[0])
-
-    def reset(self, *, seed=None, options=None):
-        if options and "task" in options:
-            self.set_task(options["task"])
-        self._t = 0
-        observation, info = super().reset(seed=seed)
-        return observation.astype(np.float32), info
+    @property
+    def target_velocity(self) -> float:
+        return self.task
 
     def step(self, action):
         x_before = self.data.qpos[0]
         self.do_simulation(action, self.frame_skip)
         x_velocity = (self.data.qpos[0] - x_before) / self.dt
-        self._t += 1
-        if self.reward_free:  # the self-supervised phase: the true reward is never computed
-            reward = float("nan")
-        else:
-            reward = -abs(x_velocity - self.target_velocity) - CONTROL_COST * float(np.sum(np.square(action)))
-        info = {"x_velocity": x_velocity}
-        return self._get_obs().astype(np.float32), reward, False, self._t >= self.horizon, info
+
+        def reward():
+            return -abs(x_velocity - self.task) - CONTROL_COST * float(np.sum(np.square(action)))
+
+        return self._transition(reward, False, {"x_velocity": x_velocity})
 
 
 class CheetahVelFamily(TaskFamily):
