@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_warn
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -25,7 +26,11 @@ class LogConfigToMLflow(SaveConfigCallback):
         text = self.parser.dump(self.config, skip_none=False)
         for logger in trainer.loggers:
             if isinstance(logger, MLFlowLogger):
-                logger.experiment.log_text(logger.run_id, text, "config.yaml")
                 params = flatten(self.config.as_dict())
                 params.pop("config", None)  # the --config paths themselves
-                logger.log_hyperparams({f"config.{k}": v for k, v in params.items()})
+                try:
+                    logger.experiment.log_text(logger.run_id, text, "config.yaml")
+                    logger.log_hyperparams({f"config.{k}": v for k, v in params.items()})
+                except Exception as err:  # the server may go away at any moment: the run goes on
+                    rank_zero_warn(f"MLflow logging to {logger._tracking_uri} failed ({type(err).__name__}: {err}) "
+                                   f"while logging the config; training goes on.")
