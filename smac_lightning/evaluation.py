@@ -59,11 +59,13 @@ class MetaTester:
         self.protocol = protocol
         self._envs: dict[tuple, list] = {}
 
-    def metric_names(self) -> list[str]:
-        """What ``run`` returns when given an offline context and a decoder."""
-        trajectories = [f"return_by_trajectory_{k}" for k in range(self.protocol.num_exploration + 1)]
-        return [*trajectories, "final_return", "kl_online", "reward_error_online",
-                "final_return_offline_context", "kl_offline", "reward_error_offline"]
+    def metric_names(self, offline_context: bool = True, decoder: bool = True) -> list[str]:
+        """What ``run`` returns, given an offline context or not and a decoder or not."""
+        names = [f"return_by_trajectory_{k}" for k in range(self.protocol.num_exploration + 1)]
+        names += ["final_return", "kl_online"] + ["reward_error_online"] * decoder
+        if offline_context:
+            names += ["final_return_offline_context", "kl_offline"] + ["reward_error_offline"] * decoder
+        return names
 
     def _envs_for(self, tasks: np.ndarray) -> list:
         key = tasks.tobytes()

@@ -19,6 +19,16 @@ def td_target(reward, terminated, next_q, gamma: float, reward_scale: float) -> 
     return reward_scale * reward + gamma * (~terminated).to(next_q.dtype) * next_q
 
 
+def soft_td_target(reward, terminated, next_q, next_log_prob, alpha, gamma: float, reward_scale: float) -> torch.Tensor:
+    """SAC's target (PEARL's critic): the next state's value carries the entropy bonus -alpha * log pi(a'|s')."""
+    return td_target(reward, terminated, next_q - alpha * next_log_prob, gamma, reward_scale)
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """SAC's entropy tuning: raises alpha while the policy's entropy is below ``target_entropy``."""
+    return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+
+
 def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. (1): squared Bellman error, averaged over transitions and summed over the ensemble."""
     return (q - target.detach()).pow(2).flatten(1).mean(1).sum()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import functools
 import random
-import time
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
@@ -16,7 +15,8 @@ import torch
 from tensordict import TensorDict
 
 from smac_lightning.errors import ConfigError, TrainingDiverged
-from smac_lightning.evaluation import MetaTester, MetaTestProtocol, sample
+from smac_lightning.algos.meta_test import MetaTestMixin
+from smac_lightning.evaluation import MetaTestProtocol, sample
 from smac_lightning.losses import (
     awac_actor_loss,
     critic_loss,
@@ -78,7 +78,7 @@ def _as(cls, value):
     return cls(**value) if isinstance(value, dict) else value
 
 
-class SMAC(L.LightningModule):
+class SMAC(MetaTestMixin, L.LightningModule):
     def __init__(
         self,
         obs_dim: int,
@@ -137,7 +137,6 @@ class SMAC(L.LightningModule):
         self.phase = Phase.OFFLINE
         self.updates = 0  # gradient updates done; Lightning's global_step counts optimizer steps instead
         self.online_transitions = 0
-        self._tester: MetaTester | None = None
         self._last_losses: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- the update
@@ -288,52 +287,5 @@ class SMAC(L.LightningModule):
             np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
             random.setstate(checkpoint["rng"]["python"])
 
-    # ----------------------------------------------------------------- meta-test
-
-    def meta_test(self) -> dict[str, float]:
-        """The meta-test on held-out (and some training) tasks, split across DDP ranks.
-
-        Each rank evaluates every ``world_size``-th task; the per-rank means are combined
-        weighted by task counts, so every rank returns the same, exact metrics.
-        """
-        dm = self.trainer.datamodule
-        if self._tester is None:
-            self._tester = MetaTester(dm.family, self.evaluation)
-        context_size = self.evaluation.num_exploration * dm.family.horizon
-        seed = self.updates  # fresh but reproducible initial states and noise per evaluation
-        generator = torch.Generator().manual_seed(seed)
-        rank, world = self.trainer.global_rank, self.trainer.world_size
-        splits = {"test": (dm.dataset.test_tasks, dm.dataset.test_encoder)}
-        n_train = min(self.evaluation.max_train_tasks, dm.num_train_tasks)
-        if n_train:
-            splits["train"] = (dm.dataset.train_tasks[:n_train], dm.dataset.train_encoder[:n_train])
-        weighted: dict[str, torch.Tensor] = {}
-        started, env_steps = time.perf_counter(), 0
-        for split, (tasks, offline) in splits.items():
-            index = (torch.rand(len(tasks), context_size, generator=generator) * offline.batch_size[1]).long()
-            context = offline[torch.arange(len(tasks))[:, None], index]
-            shard = slice(rank, None, world)
-            count = len(tasks[shard])
-            result = self._tester.run(self.encoder, self.policy, tasks[shard].numpy(), context[shard], seed, self.decoder) if count else {}
-            episodes = count * self.evaluation.runs_per_task * (self.evaluation.num_exploration + 2)
-            env_steps += episodes * dm.family.horizon  # at most: episodes may end early
-            for key in self._tester.metric_names():
-                weighted[f"eval/{split}/{key}"] = torch.tensor([result.get(key, 0.0) * count, count], dtype=torch.float64)
-        if world > 1:
-            keys = sorted(weighted)
-            gathered = self.all_gather(torch.stack([weighted[k] for k in keys]))  # [world, keys, 2]
-            weighted = dict(zip(keys, gathered.sum(0)))
-        metrics = {key: (total / count).item() for key, (total, count) in weighted.items()}
-        metrics["eval/env_steps_per_second"] = env_steps / (time.perf_counter() - started)
-        if n_train:
-            for key in ("kl_offline", "kl_online", "reward_error_offline", "reward_error_online"):
-                metrics[f"diag/{key}"] = metrics[f"eval/train/{key}"]
-        metrics["progress/updates"] = float(self.updates)
-        metrics["progress/phase"] = float(self.phase)
-        return metrics
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self.log_dict(self.meta_test(), batch_size=1, sync_dist=True)  # equal on every rank already
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self.log_dict(self.meta_test(), batch_size=1, sync_dist=True)  # equal on every rank already
+    def progress_metrics(self) -> dict[str, float]:
+        return {"progress/updates": float(self.updates), "progress/phase": float(self.phase)}

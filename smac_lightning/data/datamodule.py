@@ -44,88 +44,49 @@ def _as_is(batch):
     return batch
 
 
-class OfflineMetaDataModule(L.LightningDataModule):
-    def __init__(
-        self,
-        family: TaskFamily,
-        dataset_dir: str | None = None,
-        rl_size: int = 1200,
-        encoder_size: int = 400,
-        dataset_seed: int = 0,
-        meta_batch: int = 4,
-        batch_size: int = 256,
-        context_size: int = 64,
-        online_capacity: int = 4000,
-        seed: int = 0,
-    ):
-        """
-        Args:
-            family: the task family (its train/test tasks are stored with the dataset).
-            dataset_dir: where the offline dataset lives; generated there first if missing. Default:
-                ``data/<family>-rl<rl_size>-enc<encoder_size>-seed<dataset_seed>``, so datasets of
-                other sizes or seeds never meet.
-            rl_size: transitions per training task in each RL buffer (used when generating).
-            encoder_size: transitions per task in each encoder (context) buffer (used when generating).
-            dataset_seed: seed of the behaviour policy when generating.
-            meta_batch: tasks per meta-batch.
-            batch_size: RL transitions per task in a meta-batch.
-            context_size: encoder (context) transitions per task in a meta-batch.
-            online_capacity: online rows kept per task and buffer in the self-supervised phase.
-            seed: seed of meta-batch sampling (offset by the process rank under DDP).
-        """
+class MetaDataModule(L.LightningDataModule):
+    """Meta-batches from a task family's RL and encoder replays, and its meta-test task splits.
+
+    Subclasses fill ``self.rl`` and ``self.encoder`` (``MultiTaskReplay``) and say where the
+    tasks come from: an offline dataset (SMAC) or the family's own seeded draw (online PEARL).
+    """
+
+    def __init__(self, family: TaskFamily, meta_batch: int, batch_size: int, context_size: int, seed: int):
         super().__init__()
         self.family = family
-        self.dataset_dir = Path(dataset_dir or default_dataset_dir(family.name, rl_size, encoder_size, dataset_seed))
         self.meta_batch = meta_batch
         self.batch_size = batch_size
         self.context_size = context_size
         self.seed = seed
-        self.dataset = self._load_or_generate(rl_size, encoder_size, dataset_seed)
-        self._check_against_env()
-        if meta_batch > self.num_train_tasks:
-            raise ConfigError(f"data.meta_batch={meta_batch} exceeds the {self.num_train_tasks} training tasks")
-        self.rl = MultiTaskReplay(self.dataset.train_rl, online_capacity)
-        self.encoder = MultiTaskReplay(self.dataset.train_encoder, online_capacity)
         self.generator = torch.Generator().manual_seed(seed)
         self.rank = 0
         self.batches_consumed = 0
+        self.rl: MultiTaskReplay
+        self.encoder: MultiTaskReplay
 
-    def _load_or_generate(self, rl_size: int, encoder_size: int, dataset_seed: int) -> OfflineDataset:
-        if not self.dataset_dir.exists():
-            return generate_dataset(self.family, self.dataset_dir, rl_size, encoder_size, dataset_seed)
-        dataset = load_dataset(self.dataset_dir, self.family.config())
-        asked = {"rl": rl_size, "encoder": encoder_size}
-        if dataset.manifest["sizes"] != asked:
-            raise DatasetError(
-                f"{self.dataset_dir / 'manifest.json'}: the dataset has {dataset.manifest['sizes']} transitions per task "
-                f"but the config asks for {asked}. Point data.dataset_dir elsewhere (or leave it unset) or "
-                f"regenerate it with `python -m smac_lightning data make --config ... --overwrite`."
-            )
-        return dataset
-
-    def _check_against_env(self) -> None:
-        """The dataset must fit the env the config builds (the family's code may have changed since)."""
-        env = self.family.make_env(self.dataset.train_tasks[0].numpy())
-        env_dims = {"obs_dim": env.observation_space.shape[0], "act_dim": env.action_space.shape[0]}
-        for key, value in env_dims.items():
-            if self.dataset.manifest[key] != value:
-                raise DatasetError(
-                    f"{self.dataset_dir / 'manifest.json'}: the dataset has {key}={self.dataset.manifest[key]} but the "
-                    f"{self.family.name} env gives {value}. Regenerate it (python -m smac_lightning data make "
-                    f"--config ... --overwrite) or point data.dataset_dir elsewhere."
-                )
+    def _check_meta_batch(self) -> None:
+        if self.meta_batch > self.num_train_tasks:
+            raise ConfigError(f"data.meta_batch={self.meta_batch} exceeds the {self.num_train_tasks} training tasks")
 
     @property
-    def obs_dim(self) -> int:
-        return self.dataset.manifest["obs_dim"]
+    def train_tasks(self) -> torch.Tensor:
+        raise NotImplementedError
 
     @property
-    def act_dim(self) -> int:
-        return self.dataset.manifest["act_dim"]
+    def test_tasks(self) -> torch.Tensor:
+        raise NotImplementedError
 
     @property
     def num_train_tasks(self) -> int:
-        return len(self.dataset.manifest["tasks"]["train"])
+        return len(self.train_tasks)
+
+    def evaluation_splits(self, max_train_tasks: int) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
+        """Meta-test splits: held-out and the first training tasks, each with its offline context buffer
+        (None where there is no offline data)."""
+        splits = {"test": (self.test_tasks, None)}
+        if min(max_train_tasks, self.num_train_tasks):
+            splits["train"] = (self.train_tasks[:max_train_tasks], None)
+        return splits
 
     def setup(self, stage: str) -> None:
         if self.trainer is not None:
@@ -176,3 +137,90 @@ class OfflineMetaDataModule(L.LightningDataModule):
         self.rl.load_state_dict(state["rl"])
         self.encoder.load_state_dict(state["encoder"])
         self.batches_consumed = state["batches_consumed"]
+
+
+class OfflineMetaDataModule(MetaDataModule):
+    def __init__(
+        self,
+        family: TaskFamily,
+        dataset_dir: str | None = None,
+        rl_size: int = 1200,
+        encoder_size: int = 400,
+        dataset_seed: int = 0,
+        meta_batch: int = 4,
+        batch_size: int = 256,
+        context_size: int = 64,
+        online_capacity: int = 4000,
+        seed: int = 0,
+    ):
+        """
+        Args:
+            family: the task family (its train/test tasks are stored with the dataset).
+            dataset_dir: where the offline dataset lives; generated there first if missing. Default:
+                ``data/<family>-rl<rl_size>-enc<encoder_size>-seed<dataset_seed>``, so datasets of
+                other sizes or seeds never meet.
+            rl_size: transitions per training task in each RL buffer (used when generating).
+            encoder_size: transitions per task in each encoder (context) buffer (used when generating).
+            dataset_seed: seed of the behaviour policy when generating.
+            meta_batch: tasks per meta-batch.
+            batch_size: RL transitions per task in a meta-batch.
+            context_size: encoder (context) transitions per task in a meta-batch.
+            online_capacity: online rows kept per task and buffer in the self-supervised phase.
+            seed: seed of meta-batch sampling (offset by the process rank under DDP).
+        """
+        super().__init__(family, meta_batch, batch_size, context_size, seed)
+        self.dataset_dir = Path(dataset_dir or default_dataset_dir(family.name, rl_size, encoder_size, dataset_seed))
+        self.dataset = self._load_or_generate(rl_size, encoder_size, dataset_seed)
+        self._check_against_env()
+        self._check_meta_batch()
+        self.rl = MultiTaskReplay(self.dataset.train_rl, online_capacity)
+        self.encoder = MultiTaskReplay(self.dataset.train_encoder, online_capacity)
+
+    def _load_or_generate(self, rl_size: int, encoder_size: int, dataset_seed: int) -> OfflineDataset:
+        if not self.dataset_dir.exists():
+            return generate_dataset(self.family, self.dataset_dir, rl_size, encoder_size, dataset_seed)
+        dataset = load_dataset(self.dataset_dir, self.family.config())
+        asked = {"rl": rl_size, "encoder": encoder_size}
+        if dataset.manifest["sizes"] != asked:
+            raise DatasetError(
+                f"{self.dataset_dir / 'manifest.json'}: the dataset has {dataset.manifest['sizes']} transitions per task "
+                f"but the config asks for {asked}. Point data.dataset_dir elsewhere (or leave it unset) or "
+                f"regenerate it with `python -m smac_lightning data make --config ... --overwrite`."
+            )
+        return dataset
+
+    def _check_against_env(self) -> None:
+        """The dataset must fit the env the config builds (the family's code may have changed since)."""
+        env = self.family.make_env(self.dataset.train_tasks[0].numpy())
+        env_dims = {"obs_dim": env.observation_space.shape[0], "act_dim": env.action_space.shape[0]}
+        for key, value in env_dims.items():
+            if self.dataset.manifest[key] != value:
+                raise DatasetError(
+                    f"{self.dataset_dir / 'manifest.json'}: the dataset has {key}={self.dataset.manifest[key]} but the "
+                    f"{self.family.name} env gives {value}. Regenerate it (python -m smac_lightning data make "
+                    f"--config ... --overwrite) or point data.dataset_dir elsewhere."
+                )
+
+    @property
+    def obs_dim(self) -> int:
+        return self.dataset.manifest["obs_dim"]
+
+    @property
+    def act_dim(self) -> int:
+        return self.dataset.manifest["act_dim"]
+
+    @property
+    def train_tasks(self) -> torch.Tensor:
+        return self.dataset.train_tasks
+
+    @property
+    def test_tasks(self) -> torch.Tensor:
+        return self.dataset.test_tasks
+
+    def evaluation_splits(self, max_train_tasks: int) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
+        splits = {"test": (self.test_tasks, self.dataset.test_encoder)}
+        n = min(max_train_tasks, self.num_train_tasks)
+        if n:
+            splits["train"] = (self.train_tasks[:n], self.dataset.train_encoder[:n])
+        return splits
+

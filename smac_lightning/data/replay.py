@@ -21,11 +21,32 @@ class MultiTaskReplay:
         self.online_capacity = online_capacity
         offline = offline.clone()
         offline["generated"] = torch.zeros(num_tasks, self.offline_size, 1, dtype=torch.bool)
-        online = offline[:, :1].expand(num_tasks, online_capacity).clone().zero_()
+        online = offline.apply(
+            lambda x: torch.zeros(num_tasks, online_capacity, *x.shape[2:], dtype=x.dtype),
+            batch_size=[num_tasks, online_capacity],
+        )
         self.storage = torch.cat([offline, online], dim=1)
         self.sizes = torch.full((num_tasks,), self.offline_size, dtype=torch.long)
         self.written = torch.zeros(num_tasks, dtype=torch.long)  # online rows ever written per task
         self.start = torch.zeros(num_tasks, dtype=torch.long)
+
+    @classmethod
+    def empty(cls, num_tasks: int, capacity: int, obs_dim: int, act_dim: int) -> "MultiTaskReplay":
+        """A replay with no offline rows (an online learner's), in the dataset's row layout."""
+        zeros = lambda *shape, dtype=torch.float32: torch.zeros(num_tasks, 0, *shape, dtype=dtype)  # noqa: E731
+        layout = TensorDict(
+            {
+                "observation": zeros(obs_dim),
+                "action": zeros(act_dim),
+                "reward": zeros(1),
+                "terminated": zeros(1, dtype=torch.bool),
+                "truncated": zeros(1, dtype=torch.bool),
+                "next": {"observation": zeros(obs_dim)},
+                "task": zeros(1, dtype=torch.long),
+            },
+            batch_size=[num_tasks, 0],
+        )
+        return cls(layout, capacity)
 
     @property
     def num_tasks(self) -> int:
@@ -58,6 +79,26 @@ class MultiTaskReplay:
         self.storage[task, slots] = rows.select(*self.storage.keys(True, True)).to(self.storage.device)
         self.written[task] += k
         self.sizes[task] = self.offline_size + min(int(self.written[task]), self.online_capacity)
+
+    def window(self, which: str, n: int) -> TensorDict:
+        """The ``first`` or ``last`` ``n`` online rows each task received, in the order written: ``[tasks, n]``.
+
+        Rows since the task's last ``replace`` count; ``first`` fails once the ring has overwritten them.
+        """
+        if which not in ("first", "last"):
+            raise ValueError(f"window must be 'first' or 'last', got {which!r}")
+        written = self.written
+        if (written < n).any():
+            short = (written < n).nonzero().flatten().tolist()
+            raise ValueError(f"tasks {short[:10]} have fewer than {n} online rows (have {written[short[:10]].tolist()})")
+        if which == "first" and (written > self.online_capacity).any():
+            raise ValueError(
+                f"the first {n} rows of some tasks were overwritten: raise the online capacity "
+                f"({self.online_capacity}) above the rows written per task ({int(written.max())})"
+            )
+        first = written - n if which == "last" else torch.zeros_like(written)
+        slots = self.offline_size + (first.unsqueeze(1) + torch.arange(n)) % self.online_capacity
+        return self.storage[torch.arange(self.num_tasks).unsqueeze(1), slots]
 
     def online_rows(self) -> TensorDict:
         return self.storage[:, self.offline_size :]

@@ -1,0 +1,70 @@
+"""Meta-test evaluation shared by every meta-learner with an ``encoder`` and a ``policy``."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from smac_lightning.evaluation import MetaTester
+
+DIAGNOSTICS = ("kl_offline", "kl_online", "reward_error_offline", "reward_error_online")
+
+
+class MetaTestMixin:
+    """``validation_step`` and ``test_step`` run the meta-test of ``self.evaluation``.
+
+    The host module has ``encoder``, ``policy``, ``evaluation`` (a ``MetaTestProtocol``),
+    ``updates`` and ``progress_metrics()``, and may have a reward ``decoder``.
+    """
+
+    _tester: MetaTester | None = None
+
+    def meta_test(self) -> dict[str, float]:
+        """The meta-test on held-out (and some training) tasks, split across DDP ranks.
+
+        Each rank evaluates every ``world_size``-th task; the per-rank means are combined
+        weighted by task counts, so every rank returns the same, exact metrics.
+        """
+        dm = self.trainer.datamodule
+        if self._tester is None:
+            self._tester = MetaTester(dm.family, self.evaluation)
+        decoder = getattr(self, "decoder", None)
+        context_size = self.evaluation.num_exploration * dm.family.horizon
+        seed = self.updates  # fresh but reproducible initial states and noise per evaluation
+        generator = torch.Generator().manual_seed(seed)
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        weighted: dict[str, torch.Tensor] = {}
+        started, env_steps = time.perf_counter(), 0
+        for split, (tasks, offline) in dm.evaluation_splits(self.evaluation.max_train_tasks).items():
+            context = None
+            if offline is not None:
+                index = (torch.rand(len(tasks), context_size, generator=generator) * offline.batch_size[1]).long()
+                context = offline[torch.arange(len(tasks))[:, None], index]
+            shard = slice(rank, None, world)
+            count = len(tasks[shard])
+            result = {}
+            if count:
+                shard_context = None if context is None else context[shard]
+                result = self._tester.run(self.encoder, self.policy, tasks[shard].numpy(), shard_context, seed, decoder)
+            episodes = count * self.evaluation.runs_per_task * (self.evaluation.num_exploration + 2)
+            env_steps += episodes * dm.family.horizon  # at most: episodes may end early
+            for key in self._tester.metric_names(offline is not None, decoder is not None):
+                weighted[f"eval/{split}/{key}"] = torch.tensor([result.get(key, 0.0) * count, count], dtype=torch.float64)
+        if world > 1:
+            keys = sorted(weighted)
+            gathered = self.all_gather(torch.stack([weighted[k] for k in keys]))  # [world, keys, 2]
+            weighted = dict(zip(keys, gathered.sum(0)))
+        metrics = {key: (total / count).item() for key, (total, count) in weighted.items()}
+        metrics["eval/env_steps_per_second"] = env_steps / (time.perf_counter() - started)
+        for key in DIAGNOSTICS:
+            if f"eval/train/{key}" in metrics:
+                metrics[f"diag/{key}"] = metrics[f"eval/train/{key}"]
+        metrics.update(self.progress_metrics())
+        return metrics
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.log_dict(self.meta_test(), batch_size=1, sync_dist=True)  # equal on every rank already
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.log_dict(self.meta_test(), batch_size=1, sync_dist=True)  # equal on every rank already
