@@ -1,5 +1,8 @@
 """LightningCLI wiring: ``python -m smac_lightning {fit,validate,test,predict} --config conf/<task>.yaml``.
 
+A config's top-level ``algorithm`` picks the module and data module: ``smac`` (the default:
+offline dataset, then self-supervised phase) or ``pearl`` (online, ground-truth rewards).
+
 ``python -m smac_lightning data make --config conf/<task>.yaml [--overwrite]`` generates the
 offline dataset a config names without training.
 """
@@ -16,18 +19,28 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import MLFlowLogger
 from jsonargparse import lazy_instance
 
-from smac_lightning.algos import SMAC
+import yaml
+
+from smac_lightning.algos import PEARL, SMAC
 from smac_lightning.callbacks import LogConfigToMLflow
-from smac_lightning.data import OfflineMetaDataModule
+from smac_lightning.data import OfflineMetaDataModule, OnlineMetaDataModule
 from smac_lightning.data.datamodule import default_dataset_dir
+from smac_lightning.data.pearl_data import PEARLData
 from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3 refuses a plain ./mlruns file store
 
 
+ALGORITHMS = {"smac": (SMAC, OfflineMetaDataModule), "pearl": (PEARL, OnlineMetaDataModule)}
+
+
 class SMACCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--algorithm", default="smac", choices=sorted(ALGORITHMS),
+            help="which method the config trains: smac (offline data + self-supervision) or pearl (online)",
+        )
         parser.link_arguments("data.obs_dim", "model.obs_dim", apply_on="instantiate")
         parser.link_arguments("data.act_dim", "model.act_dim", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -53,6 +66,15 @@ class SMACCLI(LightningCLI):
         for logger in self.trainer.loggers:
             if isinstance(logger, MLFlowLogger):
                 check_reachable(logger._tracking_uri)
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        chosen = config.get("algorithm", "smac")
+        if ALGORITHMS[chosen][0] is not self.model_class:
+            raise ConfigError(
+                f"algorithm: {chosen} reached the {self.model_class.__name__} command line; give it at the top "
+                f"level of the first --config file (or as --algorithm {chosen}) so the right one is built"
+            )
 
     def before_fit(self) -> None:
         self._check_tracking()
@@ -82,10 +104,31 @@ class SMACCLI(LightningCLI):
         print(f"resuming from {last}", file=sys.stderr)
 
 
+def algorithm_of(args: list[str]) -> str:
+    """The ``algorithm`` the command line asks for: ``--algorithm``, else the last config file naming one."""
+    chosen = "smac"
+    for i, arg in enumerate(args):
+        value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+        if arg.startswith("--algorithm"):
+            chosen = value
+        elif arg.startswith("--config") or arg == "-c":
+            path = Path(value)
+            try:
+                loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
+            except yaml.YAMLError:
+                loaded = None  # LightningCLI reports the broken file itself
+            if isinstance(loaded, dict) and "algorithm" in loaded:
+                chosen = loaded["algorithm"]
+    if chosen not in ALGORITHMS:
+        raise ConfigError(f"algorithm: {chosen!r} is unknown; choose one of {sorted(ALGORITHMS)}")
+    return chosen
+
+
 def cli(args: list[str] | None = None, run: bool = True) -> SMACCLI:
+    module, datamodule = ALGORITHMS[algorithm_of(sys.argv[1:] if args is None else args)]
     return SMACCLI(
-        SMAC,
-        OfflineMetaDataModule,
+        module,
+        datamodule,
         save_config_callback=LogConfigToMLflow,
         save_config_kwargs={"save_to_log_dir": False},
         args=args,
@@ -102,7 +145,10 @@ class _DatasetCLI(SMACCLI):
         data = self.config["data"]
         module, _, name = data["family"]["class_path"].rpartition(".")
         family = getattr(importlib.import_module(module), name)  # its class attribute ``name`` is enough
-        dataset_dir = Path(data["dataset_dir"] or default_dataset_dir(family.name, data["rl_size"], data["encoder_size"], data["dataset_seed"]))
+        pearl = data.get("pearl")
+        pearl = PEARLData(**(pearl.as_dict() if hasattr(pearl, "as_dict") else pearl)) if pearl else None
+        default = default_dataset_dir(family.name, data["rl_size"], data["encoder_size"], data["dataset_seed"], pearl)
+        dataset_dir = Path(data["dataset_dir"] or default)
         if self.overwrite and dataset_dir.exists():
             shutil.rmtree(dataset_dir)
 

@@ -12,6 +12,7 @@ from torchrl.envs import GymWrapper
 
 from smac_lightning.envs.base import TaskFamily
 from smac_lightning.nn import RewardDecoder, TanhGaussianPolicy
+from smac_lightning.rollout import rollout
 
 
 class LatentExplorer(nn.Module):
@@ -32,10 +33,11 @@ class LatentExplorer(nn.Module):
 
 
 class ExplorationCollector:
-    """One reward-free trajectory at a time on a chosen training task, with a chosen z.
+    """One trajectory at a time on a chosen training task, with a chosen z.
 
-    The env is built with ``reward_free=True``: its true reward is never
-    computed, so nothing in the self-supervised phase can read it.
+    By default the env is built with ``reward_free=True``: its true reward is never
+    computed, so nothing in the self-supervised phase can read it. With ``reward_free=False``
+    (the Online Oracle) the trajectories carry the env's rewards.
     """
 
     def __init__(
@@ -45,9 +47,11 @@ class ExplorationCollector:
         policy: TanhGaussianPolicy,
         latent_dim: int,
         resample_prior_every_step: bool = False,
+        reward_free: bool = True,
     ):
         self.tasks = tasks
-        self.env = family.make_env(tasks[0], reward_free=True)
+        self.reward_free = reward_free
+        self.env = family.make_env(tasks[0], reward_free=reward_free)
         self._resample_prior = resample_prior_every_step
         self.explorer = LatentExplorer(policy, latent_dim)
         self.collector = Collector(
@@ -79,6 +83,7 @@ class ExplorationCollector:
                 "truncated": batch["next", "truncated"],
                 "next": {"observation": batch["next", "observation"]},
                 "task": torch.full((n, 1), task, dtype=torch.long),
+                **({} if self.reward_free else {"reward": batch["next", "reward"].float()}),
             },
             batch_size=[n],
         )
@@ -92,3 +97,45 @@ def label_rewards(decoder: RewardDecoder, trajectories: TensorDict, z: torch.Ten
     """Eq. (4): r = r_d(s, a, z) for every row of ``trajectories``, with one z (``[1, d_z]``) for all."""
     z_rows = z.reshape(*([1] * len(trajectories.batch_size)), -1).expand(*trajectories.batch_size, z.shape[-1])
     return decoder(trajectories["observation"], trajectories["action"], z_rows)
+
+
+class TaskRollouts:
+    """Whole episodes with true rewards on chosen tasks in lock-step, one batched policy call per step.
+
+    PEARL's collection: one env per task, built once; ``z`` is one row per episode.
+    """
+
+    def __init__(self, family: TaskFamily, tasks: np.ndarray):
+        self.family = family
+        self.envs = [family.make_env(task) for task in tasks]
+
+    @torch.no_grad()
+    def episodes(self, task_ids: list[int], policy: TanhGaussianPolicy, z: torch.Tensor, seed: int) -> list[TensorDict]:
+        """One stochastic episode per entry of ``task_ids``; each task's valid transitions, in time order."""
+        def act(observation: np.ndarray) -> np.ndarray:
+            return policy(torch.as_tensor(observation, dtype=z.dtype, device=z.device), z).rsample()[0].cpu().numpy()
+
+        batch = rollout([self.envs[i] for i in task_ids], act, self.family.horizon, seed=seed)
+        rows = []
+        for k, task in enumerate(task_ids):
+            valid = batch[k][batch["valid"][k]].exclude("valid")
+            valid["task"] = torch.full((valid.batch_size[0], 1), task, dtype=torch.long)
+            valid["generated"] = torch.zeros(valid.batch_size[0], 1, dtype=torch.bool)  # true rewards
+            rows.append(valid)
+        return rows
+
+
+class PriorBehaviour:
+    """The z-conditioned policy with z ~ p(z) per episode, in the behaviour-policy interface of ``data.generate``."""
+
+    def __init__(self, policy: TanhGaussianPolicy, latent_dim: int):
+        self.policy, self.latent_dim = policy, latent_dim
+        self.z = torch.zeros(0, latent_dim)
+
+    def reset(self, tasks: np.ndarray) -> None:
+        self.z = torch.randn(len(tasks), self.latent_dim, device=next(self.policy.parameters()).device)
+
+    @torch.no_grad()
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        obs = torch.as_tensor(observation, dtype=torch.float32, device=self.z.device)
+        return self.policy(obs, self.z).rsample()[0].cpu().numpy()

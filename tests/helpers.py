@@ -21,3 +21,18 @@ def smoke_cli(tmp_path: Path, *overrides: str):
         *overrides,
     ]
     return cli(args, run=False)
+
+
+PEARL_SMOKE = ["--config", str(ROOT / "conf/pearl/point_robot.yaml"), "--config", str(ROOT / "conf/pearl/smoke.yaml")]
+
+
+def pearl_cli(tmp_path: Path, *overrides: str):
+    """PEARL's smoke config with its MLflow store and checkpoints under ``tmp_path``."""
+    args = [
+        *PEARL_SMOKE,
+        "--trainer.logger.init_args.tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--trainer.logger.init_args.artifact_location", str(tmp_path / "artifacts"),
+        "--trainer.default_root_dir", str(tmp_path / "runs"),
+        *overrides,
+    ]
+    return cli(args, run=False)

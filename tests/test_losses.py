@@ -12,7 +12,9 @@ from smac_lightning.losses import (
     kl_to_standard_normal,
     pearl_actor_loss,
     reward_loss,
+    soft_td_target,
     td_target,
+    temperature_loss,
 )
 from smac_lightning.nn.encoder import product_of_gaussians
 from smac_lightning.nn.policy import TanhGaussian
@@ -35,6 +37,25 @@ def test_td_target_by_hand():
     target = td_target(reward, terminated, next_q, gamma=0.9, reward_scale=5.0)
     # 5 * 1 + 0.9 * 10 = 14; a terminal transition does not bootstrap: 5 * 2 = 10
     torch.testing.assert_close(target, torch.tensor([[14.0], [10.0]]))
+
+
+def test_soft_td_target_by_hand():
+    reward, terminated = torch.tensor([[1.0], [2.0]]), torch.tensor([[False], [True]])
+    next_q, next_log_prob = torch.tensor([[10.0], [10.0]]), torch.tensor([[-2.0], [-2.0]])
+    target = soft_td_target(reward, terminated, next_q, next_log_prob, alpha=0.5, gamma=0.9, reward_scale=5.0)
+    # 5 * 1 + 0.9 * (10 - 0.5 * -2) = 14.9; terminal: 5 * 2 = 10
+    torch.testing.assert_close(target, torch.tensor([[14.9], [10.0]]))
+
+
+def test_temperature_loss_by_hand_and_its_gradient_direction():
+    log_alpha = torch.tensor(math.log(0.5), requires_grad=True)
+    log_prob = torch.tensor([[1.0], [3.0]], requires_grad=True)  # entropy -2, below a target of -1
+    loss = temperature_loss(log_alpha, log_prob, target_entropy=-1.0)
+    # -log(0.5) * mean(1 - 1, 3 - 1) = -log(0.5) * 1
+    torch.testing.assert_close(loss, torch.tensor(-math.log(0.5)))
+    loss.backward()
+    assert log_alpha.grad.item() == pytest.approx(-1.0)  # descent raises alpha: more entropy wanted
+    assert log_prob.grad is None  # the policy is not trained by the temperature loss
 
 
 def test_critic_loss_sums_members_of_their_mean_squared_errors():

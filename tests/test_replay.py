@@ -1,3 +1,4 @@
+import pytest
 import torch
 from tensordict import TensorDict
 
@@ -104,3 +105,26 @@ def test_meta_batch_larger_than_the_task_set_is_refused(family, dataset_dir):
 
     with pytest.raises(ValueError, match="meta_batch=9 exceeds the 6 training tasks"):
         OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=9)
+
+
+def test_windows_are_the_first_or_last_rows_in_the_order_written():
+    replay = MultiTaskReplay.empty(num_tasks=2, capacity=4, obs_dim=2, act_dim=2)
+    for reward in range(3):  # task 0 gets rows 0, 1, 2; task 1 gets rows 0..5 (wrapping the ring of 4)
+        replay.extend(0, _online_rows(0, 1, reward=float(reward)))
+    replay.extend(1, _online_rows(1, 3, reward=0.0))
+    replay.extend(1, _online_rows(1, 3, reward=1.0))
+    replay.storage["reward"][1, :, 0] = torch.tensor([4.0, 5.0, 2.0, 3.0])  # slot = row % 4, rows 2..5
+    last = replay.window("last", 2)
+    assert last["reward"].squeeze(-1).tolist() == [[1.0, 2.0], [4.0, 5.0]]
+    with pytest.raises(ValueError, match="overwritten"):
+        replay.window("first", 2)  # task 1's rows 0 and 1 are gone
+    with pytest.raises(ValueError, match="fewer than 4"):
+        replay.window("last", 4)
+
+
+def test_first_window_of_an_unwrapped_replay():
+    replay = MultiTaskReplay.empty(num_tasks=1, capacity=10, obs_dim=2, act_dim=2)
+    for reward in range(5):
+        replay.extend(0, _online_rows(0, 1, reward=float(reward)))
+    assert replay.window("first", 3)["reward"].flatten().tolist() == [0.0, 1.0, 2.0]
+    assert replay.window("last", 3)["reward"].flatten().tolist() == [2.0, 3.0, 4.0]

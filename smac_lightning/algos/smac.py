@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import copy
 import functools
-import random
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
 
-import lightning as L
-import numpy as np
 import torch
 from tensordict import TensorDict
 
-from smac_lightning.errors import ConfigError, TrainingDiverged
-from smac_lightning.algos.meta_test import MetaTestMixin
+from smac_lightning.errors import ConfigError
+from smac_lightning.algos.base import MetaLearner
 from smac_lightning.evaluation import MetaTestProtocol, sample
 from smac_lightning.losses import (
     awac_actor_loss,
@@ -55,6 +52,8 @@ class SelfSupervisedConfig:
             collection) instead of one per trajectory (as at meta-test).
         label_context_size: offline transitions in the history whose posterior labels a round.
         encoder_buffer: ``replace``, ``append`` or ``freeze``: what exploration does to encoder buffers.
+        rewards: ``generated`` (SMAC: the frozen decoder labels the online data) or ``true`` (the
+            paper's Online Oracle: the env's ground-truth rewards, everything else unchanged).
     """
 
     updates_per_transition: float = 4.0
@@ -63,6 +62,7 @@ class SelfSupervisedConfig:
     resample_prior_every_step: bool = False
     label_context_size: int = 256
     encoder_buffer: Literal["replace", "append", "freeze"] = "replace"
+    rewards: Literal["generated", "true"] = "generated"
 
     def __post_init__(self):
         if self.updates_per_transition <= 0:
@@ -78,7 +78,9 @@ def _as(cls, value):
     return cls(**value) if isinstance(value, dict) else value
 
 
-class SMAC(MetaTestMixin, L.LightningModule):
+class SMAC(MetaLearner):
+    checkpoint_key = "smac"
+
     def __init__(
         self,
         obs_dim: int,
@@ -125,7 +127,6 @@ class SMAC(MetaTestMixin, L.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False
         self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, encoder_hidden, use_next_obs_in_context)
         self.decoder = RewardDecoder(obs_dim, act_dim, latent_dim, decoder_hidden)
         self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden)
@@ -135,9 +136,7 @@ class SMAC(MetaTestMixin, L.LightningModule):
         self.self_supervised = _as(SelfSupervisedConfig, self_supervised)
         self.evaluation = _as(MetaTestProtocol, evaluation)
         self.phase = Phase.OFFLINE
-        self.updates = 0  # gradient updates done; Lightning's global_step counts optimizer steps instead
         self.online_transitions = 0
-        self._last_losses: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- the update
 
@@ -204,10 +203,6 @@ class SMAC(MetaTestMixin, L.LightningModule):
         self._last_losses = losses  # checked for NaN at the logging interval, not here: no host sync
         return losses
 
-    @torch.no_grad()
-    def soft_update_target(self) -> None:
-        torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), self.hparams.tau)
-
     def configure_optimizers(self):
         adam = functools.partial(torch.optim.Adam, lr=self.hparams.lr, fused=True)  # one kernel per step
         return [
@@ -218,74 +213,19 @@ class SMAC(MetaTestMixin, L.LightningModule):
 
     # ----------------------------------------------------------------- budget and phase
 
-    @property
-    def total_updates(self) -> int:
-        return self.hparams.offline_updates + self.hparams.self_supervised_updates
-
     def configure_callbacks(self):
         from smac_lightning.callbacks.phase import SelfSupervisedPhase
 
         return [SelfSupervisedPhase()]
 
-    def on_fit_start(self) -> None:
-        interval = self.trainer.val_check_interval
-        budgets = {"model.offline_updates": self.hparams.offline_updates, "model.self_supervised_updates": self.hparams.self_supervised_updates}
-        for name, value in budgets.items():
-            if value < 0:
-                raise ConfigError(f"{name}={value} must be >= 0")
-            if isinstance(interval, int) and value % interval:
-                raise ConfigError(
-                    f"{name}={value} is not a multiple of trainer.val_check_interval={interval}: meta-test "
-                    f"evaluation must fall on the phase switch and on the last update. Make it a multiple."
-                )
-        if self.trainer.max_steps != -1:
-            raise ConfigError(
-                f"trainer.max_steps={self.trainer.max_steps} is set, but SMAC's budget is counted in updates "
-                f"(model.offline_updates + model.self_supervised_updates; Lightning counts each of the three "
-                f"optimizers' steps). Remove trainer.max_steps."
-            )
+    def budgets(self) -> dict[str, int]:
+        return {"model.offline_updates": self.hparams.offline_updates, "model.self_supervised_updates": self.hparams.self_supervised_updates}
 
-    def on_train_batch_start(self, batch, batch_idx: int):
-        if self.updates >= self.total_updates:
-            self.trainer.should_stop = True
-            return -1
-        return None
+    def counter_state(self) -> dict:
+        return {"phase": int(self.phase), "updates": self.updates, "online_transitions": self.online_transitions}
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.updates % self.trainer.log_every_n_steps == 0:
-            self.check_finite()
-
-    def on_validation_start(self) -> None:
-        if self.trainer.training:
-            self.check_finite()  # before the checkpoint that follows this evaluation is written
-
-    def check_finite(self) -> None:
-        bad = [f"train/{k}" for k, v in self._last_losses.items() if not torch.isfinite(v).all()]
-        bad += [name for name, p in self.named_parameters() if not torch.isfinite(p).all()]
-        if bad:
-            where = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
-            raise TrainingDiverged(
-                f"{', '.join(bad[:5])} became NaN or infinite by update {self.updates}. Training stopped; "
-                f"the last good checkpoint is {where}. Lower model.lr or model.reward_scale, check the "
-                f"dataset's rewards, then resume with --ckpt_path."
-            )
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["smac"] = {"phase": int(self.phase), "updates": self.updates, "online_transitions": self.online_transitions}
-        # z samples, policy noise and exploration draw from the global generators: a resumed run
-        # must continue their streams, not restart them from the seed.
-        name, keys, pos, has_gauss, cached = np.random.get_state()
-        numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "cached": cached}
-        checkpoint["rng"] = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint["smac"]
+    def load_counter_state(self, state: dict) -> None:
         self.phase, self.updates, self.online_transitions = Phase(state["phase"]), state["updates"], state["online_transitions"]
-        if "rng" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
-            torch.set_rng_state(checkpoint["rng"]["torch"])
-            n = checkpoint["rng"]["numpy"]
-            np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-            random.setstate(checkpoint["rng"]["python"])
 
     def progress_metrics(self) -> dict[str, float]:
         return {"progress/updates": float(self.updates), "progress/phase": float(self.phase)}

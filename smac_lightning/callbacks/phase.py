@@ -55,7 +55,7 @@ class SelfSupervisedPhase(L.Callback):
             with torch.random.fork_rng():  # building it must not shift the global stream (exact resume)
                 self._collector = ExplorationCollector(
                     dm.family, dm.dataset.train_tasks.numpy(), module.policy, module.hparams.latent_dim,
-                    config.resample_prior_every_step,
+                    config.resample_prior_every_step, reward_free=config.rewards == "generated",
                 )
         # Seeded by counters, not carried along, so a resumed run draws the same rounds.
         self._generator.manual_seed((self.seed * 7919 + trainer.global_rank) * 1_000_003 + module.online_transitions)
@@ -78,9 +78,12 @@ class SelfSupervisedPhase(L.Callback):
 
     @staticmethod
     def _labelled(module: SMAC, trajectories: list, z: torch.Tensor):
+        """Eq. (4)'s labels, or the env's own rewards when the Online Oracle collected them."""
         batch = torch.stack(trajectories).to(module.device)
-        batch["reward"] = label_rewards(module.decoder, batch, z)
-        batch["generated"] = torch.ones_like(batch["terminated"])
+        generated = module.self_supervised.rewards == "generated"
+        if generated:
+            batch["reward"] = label_rewards(module.decoder, batch, z)
+        batch["generated"] = torch.full_like(batch["terminated"], generated)
         return batch
 
     def on_fit_end(self, trainer: L.Trainer, module: SMAC) -> None:

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from smac_lightning.data.dataset import OfflineDataset, load_dataset
 from smac_lightning.data.generate import generate_dataset
+from smac_lightning.data.pearl_data import PEARLData
 from smac_lightning.data.replay import MultiTaskReplay
 from smac_lightning.envs.base import TaskFamily
 from smac_lightning.errors import ConfigError, DatasetError
@@ -36,8 +37,9 @@ class _MetaBatches(IterableDataset):
             k += 1
 
 
-def default_dataset_dir(family_name: str, rl_size: int, encoder_size: int, dataset_seed: int) -> str:
-    return f"data/{family_name}-rl{rl_size}-enc{encoder_size}-seed{dataset_seed}"
+def default_dataset_dir(family_name: str, rl_size: int, encoder_size: int, dataset_seed: int, pearl: PEARLData | None = None) -> str:
+    suffix = pearl.suffix() if pearl is not None else ""
+    return f"data/{family_name}-rl{rl_size}-enc{encoder_size}-seed{dataset_seed}{suffix}"
 
 
 def _as_is(batch):
@@ -152,6 +154,7 @@ class OfflineMetaDataModule(MetaDataModule):
         context_size: int = 64,
         online_capacity: int = 4000,
         seed: int = 0,
+        pearl: PEARLData | None = None,
     ):
         """
         Args:
@@ -167,9 +170,12 @@ class OfflineMetaDataModule(MetaDataModule):
             context_size: encoder (context) transitions per task in a meta-batch.
             online_capacity: online rows kept per task and buffer in the self-supervised phase.
             seed: seed of meta-batch sampling (offset by the process rank under DDP).
+            pearl: make the dataset with an early-stopped PEARL run (the paper's way) instead of the
+                family's scripted behaviour policy. Default folder name then ends in ``-pearl-it<N>-<window>``.
         """
         super().__init__(family, meta_batch, batch_size, context_size, seed)
-        self.dataset_dir = Path(dataset_dir or default_dataset_dir(family.name, rl_size, encoder_size, dataset_seed))
+        self.pearl = PEARLData(**pearl) if isinstance(pearl, dict) else pearl
+        self.dataset_dir = Path(dataset_dir or default_dataset_dir(family.name, rl_size, encoder_size, dataset_seed, self.pearl))
         self.dataset = self._load_or_generate(rl_size, encoder_size, dataset_seed)
         self._check_against_env()
         self._check_meta_batch()
@@ -178,6 +184,8 @@ class OfflineMetaDataModule(MetaDataModule):
 
     def _load_or_generate(self, rl_size: int, encoder_size: int, dataset_seed: int) -> OfflineDataset:
         if not self.dataset_dir.exists():
+            if self.pearl is not None:
+                return self.pearl.generate(self.family, self.dataset_dir, rl_size, encoder_size, dataset_seed)
             return generate_dataset(self.family, self.dataset_dir, rl_size, encoder_size, dataset_seed)
         dataset = load_dataset(self.dataset_dir, self.family.config())
         asked = {"rl": rl_size, "encoder": encoder_size}

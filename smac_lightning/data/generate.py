@@ -12,7 +12,7 @@ import torch
 from tensordict import TensorDict
 from tqdm.auto import tqdm
 
-from smac_lightning.data.dataset import OfflineDataset, load_dataset, save_dataset
+from smac_lightning.data.dataset import FIELDS, OfflineDataset, load_dataset, save_dataset
 from smac_lightning.envs.base import TaskFamily
 from smac_lightning.rollout import rollout
 
@@ -38,7 +38,7 @@ def generate_dataset(
     episodes = sum(-(-size // family.horizon) for _, _, size in plan)
     bar = tqdm(total=episodes, desc=f"generating {family.name} dataset", unit="episode", disable=not progress)
     started = time.perf_counter()
-    buffers = {name: _collect(family, tasks, size, policy, rng, bar) for name, tasks, size in plan}
+    buffers = {name: collect_valid_rows(family, tasks, size, policy, rng, bar) for name, tasks, size in plan}
     bar.close()
     manifest = {
         "family": family.config(),
@@ -50,9 +50,15 @@ def generate_dataset(
         "act_dim": int(buffers["train/rl"]["action"].shape[-1]),
         "generation_seconds": round(time.perf_counter() - started, 2),
     }
+    return write_dataset(path, manifest, buffers, family)
+
+
+def write_dataset(path: Path, manifest: dict, buffers: dict[str, TensorDict], family: TaskFamily) -> OfflineDataset:
+    """Save into a temporary sibling folder, then rename into place: a crash never leaves half a dataset."""
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_dataset(tmp, manifest, buffers)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_dataset(tmp, manifest, {name: td.select(*FIELDS) for name, td in buffers.items()})
     try:
         os.replace(tmp, path)
     except OSError:  # another process finished the same dataset first: keep theirs
@@ -60,7 +66,7 @@ def generate_dataset(
     return load_dataset(path, family.config())
 
 
-def _collect(family, tasks: np.ndarray, size: int, policy, rng: np.random.Generator, bar) -> TensorDict:
+def collect_valid_rows(family, tasks: np.ndarray, size: int, policy, rng: np.random.Generator, bar=None) -> TensorDict:
     """``size`` valid transitions per task, from whole episodes run on all tasks in lock-step."""
     envs = [family.make_env(task) for task in tasks]
     episodes, valid_rows = [], torch.zeros(len(tasks), dtype=torch.long)
@@ -68,7 +74,8 @@ def _collect(family, tasks: np.ndarray, size: int, policy, rng: np.random.Genera
         policy.reset(tasks)
         episodes.append(rollout(envs, policy.act, family.horizon, seed=int(rng.integers(2**31))))
         valid_rows += episodes[-1]["valid"].sum(-1)
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
     data = torch.cat(episodes, dim=1)
     # A stable sort puts each task's valid rows first, in time order; keep ``size`` of them.
     order = torch.argsort((~data["valid"]).to(torch.int8), dim=1, stable=True)[:, :size]

@@ -1,0 +1,106 @@
+"""What every meta-learner here shares: an update budget, target critics, NaN checks, exact resume."""
+
+from __future__ import annotations
+
+import random
+
+import lightning as L
+import numpy as np
+import torch
+
+from smac_lightning.algos.meta_test import MetaTestMixin
+from smac_lightning.errors import ConfigError, TrainingDiverged
+
+
+class MetaLearner(MetaTestMixin, L.LightningModule):
+    """Base of SMAC and PEARL: ``critic``/``target_critic`` networks and a budget counted in updates.
+
+    Subclasses define ``budgets()`` (config name -> updates, summing to the run's budget),
+    count ``self.updates`` in their step, and keep their counters in ``counter_state()``.
+    """
+
+    checkpoint_key = "counters"
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+        self.updates = 0  # gradient updates done; Lightning's global_step counts optimizer steps instead
+        self._last_losses: dict[str, torch.Tensor] = {}
+
+    def budgets(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    @property
+    def total_updates(self) -> int:
+        return sum(self.budgets().values())
+
+    def counter_state(self) -> dict:
+        return {"updates": self.updates}
+
+    def load_counter_state(self, state: dict) -> None:
+        self.updates = state["updates"]
+
+    def progress_metrics(self) -> dict[str, float]:
+        return {"progress/updates": float(self.updates)}
+
+    @torch.no_grad()
+    def soft_update_target(self) -> None:
+        torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), self.hparams.tau)
+
+    def on_fit_start(self) -> None:
+        interval = self.trainer.val_check_interval
+        for name, value in self.budgets().items():
+            if value < 0:
+                raise ConfigError(f"{name}={value} must be >= 0")
+            if isinstance(interval, int) and value % interval:
+                raise ConfigError(
+                    f"{name}={value} is not a multiple of trainer.val_check_interval={interval}: meta-test "
+                    f"evaluation must fall on the phase switch and on the last update. Make it a multiple."
+                )
+        if self.trainer.max_steps != -1:
+            names = " + ".join(self.budgets())
+            raise ConfigError(
+                f"trainer.max_steps={self.trainer.max_steps} is set, but the budget is counted in updates "
+                f"({names}; Lightning counts each optimizer's steps). Remove trainer.max_steps."
+            )
+
+    def on_train_batch_start(self, batch, batch_idx: int):
+        if self.updates >= self.total_updates:
+            self.trainer.should_stop = True
+            return -1
+        return None
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.updates % self.trainer.log_every_n_steps == 0:
+            self.check_finite()
+
+    def on_validation_start(self) -> None:
+        if self.trainer.training:
+            self.check_finite()  # before the checkpoint that follows this evaluation is written
+
+    def check_finite(self) -> None:
+        bad = [f"train/{k}" for k, v in self._last_losses.items() if not torch.isfinite(v).all()]
+        bad += [name for name, p in self.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            where = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
+            raise TrainingDiverged(
+                f"{', '.join(bad[:5])} became NaN or infinite by update {self.updates}. Training stopped; "
+                f"the last good checkpoint is {where}. Lower model.lr or model.reward_scale, check the "
+                f"rewards, then resume with --ckpt_path."
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[self.checkpoint_key] = self.counter_state()
+        # z samples, policy noise and exploration draw from the global generators: a resumed run
+        # must continue their streams, not restart them from the seed.
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "cached": cached}
+        checkpoint["rng"] = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.load_counter_state(checkpoint[self.checkpoint_key])
+        if "rng" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            n = checkpoint["rng"]["numpy"]
+            np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+            random.setstate(checkpoint["rng"]["python"])

@@ -1,0 +1,107 @@
+"""PEARL's collect-then-train loop, driven from the update counter."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from tqdm.auto import tqdm
+
+from smac_lightning.algos.pearl import PEARL
+from smac_lightning.collect import TaskRollouts
+from smac_lightning.data.export import export_dataset
+from smac_lightning.evaluation import sample
+
+
+class PEARLCollector(L.Callback):
+    """Iteration ``k``'s collection runs when ``k * updates_per_iteration`` updates are done.
+
+    Iteration 0 first fills every training task's replays with ``initial_steps`` of z ~ p(z).
+    Then each iteration draws ``tasks_per_iteration`` tasks and, for all of them in lock-step,
+    collects exploration (z ~ p(z); it replaces their encoder replays) and then trajectories
+    with z from their new encoder replays (RL replay only). Draws are seeded by the iteration
+    index, so a resumed run collects what the uninterrupted one would have.
+    """
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self._rollouts: TaskRollouts | None = None
+        self._bar = None
+
+    def on_fit_start(self, trainer: L.Trainer, module: PEARL) -> None:
+        if trainer.is_global_zero and trainer.progress_bar_callback is None:
+            self._bar = tqdm(total=module.hparams.iterations, initial=module.iterations_collected, desc="PEARL iterations", unit="it")
+        self._step(trainer, module)  # before the first meta-batch is drawn
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: PEARL, batch, batch_idx: int) -> None:
+        self._step(trainer, module)
+
+    def on_train_end(self, trainer: L.Trainer, module: PEARL) -> None:
+        self._maybe_export(trainer, module)
+        if self._bar is not None:
+            self._bar.close()
+
+    def _step(self, trainer: L.Trainer, module: PEARL) -> None:
+        per_iteration, iterations = module.hparams.updates_per_iteration, module.hparams.iterations
+        while module.iterations_collected < iterations and module.iterations_collected * per_iteration <= module.updates:
+            self._maybe_export(trainer, module)
+            self.collect(trainer, module)
+            if self._bar is not None:
+                self._bar.update(1)
+        self._maybe_export(trainer, module)
+
+    def _maybe_export(self, trainer: L.Trainer, module: PEARL) -> None:
+        """Export after ``export.iteration`` iterations of collection and training, before the next collection."""
+        export = module.export
+        done = module.iterations_collected == export.iteration if export else False
+        trained = module.updates >= module.iterations_collected * module.hparams.updates_per_iteration
+        if done and trained and trainer.is_global_zero and not Path(export.path).exists():
+            dataset = export_dataset(export, module, trainer.datamodule)
+            tqdm.write(f"exported {export.path}: {dict(dataset.manifest['sizes'])} per task after iteration {export.iteration}")
+
+    @torch.no_grad()
+    def collect(self, trainer: L.Trainer, module: PEARL) -> None:
+        dm, config = trainer.datamodule, module.collection
+        if self._rollouts is None:
+            self._rollouts = TaskRollouts(dm.family, dm.train_tasks.numpy())
+        k = module.iterations_collected
+        generator = torch.Generator().manual_seed((self.seed * 7919 + trainer.global_rank) * 1_000_003 + k)
+        seed = int(torch.randint(2**30, (1,), generator=generator))
+        latent = module.hparams.latent_dim
+        horizon = dm.family.horizon
+        transitions = 0
+        if k == 0:
+            everyone = list(range(dm.num_train_tasks))
+            for e in range(math.ceil(config.initial_steps / horizon)):
+                rows = self._episodes(module, everyone, torch.randn(len(everyone), latent, generator=generator), seed + e)
+                for task, r in zip(everyone, rows):
+                    dm.rl.extend(task, r)
+                    dm.encoder.extend(task, r)
+                transitions += sum(r.numel() for r in rows)
+            seed += 1000
+        tasks = torch.randperm(dm.num_train_tasks, generator=generator)[: config.tasks_per_iteration].tolist()
+        for e in range(math.ceil(config.prior_steps / horizon)):
+            rows = self._episodes(module, tasks, torch.randn(len(tasks), latent, generator=generator), seed + e)
+            for task, r in zip(tasks, rows):
+                dm.encoder.extend(task, r, replace=e == 0)  # the task's context is its newest exploration only
+                dm.rl.extend(task, r)
+            transitions += sum(r.numel() for r in rows)
+        for e in range(math.ceil(config.posterior_steps / horizon)):
+            context = dm.encoder.sample(torch.tensor(tasks), dm.context_size, generator).to(module.device)
+            z = sample(*module.encoder.posterior(context))
+            rows = self._episodes(module, tasks, z, seed + 500 + e)
+            for task, r in zip(tasks, rows):
+                dm.rl.extend(task, r)
+            transitions += sum(r.numel() for r in rows)
+        module.iterations_collected += 1
+        module.env_steps += transitions
+
+    def _episodes(self, module: PEARL, tasks: list[int], z: torch.Tensor, seed: int):
+        was_training = module.policy.training
+        module.policy.eval()
+        try:
+            return self._rollouts.episodes(tasks, module.policy, z.to(module.device), seed)
+        finally:
+            module.policy.train(was_training)

@@ -1,0 +1,81 @@
+"""Offline datasets made the paper's way: an early-stopped PEARL run's replays (appendix C.2)."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from smac_lightning.data.dataset import OfflineDataset, load_dataset
+from smac_lightning.envs.base import TaskFamily
+from smac_lightning.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class PEARLData:
+    """Generate the dataset with a PEARL run instead of the family's scripted behaviour policy.
+
+    Args:
+        config: the PEARL config (e.g. ``conf/pearl/cheetah_vel.yaml``), relative to the working
+            directory or to the project's folder; its task family must be this config's.
+        iteration: PEARL iterations before the export; the run stops there.
+        rl_window: ``first`` or ``last`` ``rl_size`` rows of each task's RL replay.
+        args: more command-line overrides for the PEARL run, e.g. ``["--model.updates_per_iteration", "2000"]``.
+    """
+
+    config: str
+    iteration: int
+    rl_window: str = "first"
+    args: list[str] = field(default_factory=list)
+
+    def suffix(self) -> str:
+        """What a default dataset folder name adds for this source."""
+        return f"-pearl-it{self.iteration}-{self.rl_window}"
+
+    def config_path(self) -> Path:
+        path = Path(self.config)
+        if not path.is_absolute() and not path.exists() and (PACKAGE_ROOT / path).exists():
+            path = PACKAGE_ROOT / path
+        if not path.is_file():
+            raise ConfigError(f"data.pearl.config: {self.config} is not a file (looked in {Path.cwd()} and {PACKAGE_ROOT})")
+        return path
+
+    def generate(self, family: TaskFamily, path: Path, rl_size: int, encoder_size: int, seed: int) -> OfflineDataset:
+        from smac_lightning.cli import cli  # the CLI imports this module
+
+        args = [
+            "fit", "--config", str(self.config_path()), *self.args, "--algorithm", "pearl",
+            "--model.iterations", str(self.iteration),
+            "--model.export.path", str(path), "--model.export.iteration", str(self.iteration),
+            "--model.export.rl_window", self.rl_window, "--model.export.rl_size", str(rl_size),
+            "--model.export.encoder_size", str(encoder_size), "--model.export.seed", str(seed),
+        ]
+        tqdm.write(
+            f"{path} is missing: generating it with PEARL ({self.iteration} iterations of {self.config}); "
+            f"the progress bar below estimates the time left"
+        )
+        started = time.perf_counter()
+        states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+        try:  # the PEARL run seeds the global generators; the SMAC run must go on as if it had not happened
+            run = cli(args[1:], run=False)
+            if run.datamodule.family.config() != family.config():
+                raise ConfigError(
+                    f"data.pearl.config {self.config} trains on {run.datamodule.family.config()}, but this config's "
+                    f"family is {family.config()}: they must be the same tasks"
+                )
+            run.trainer.fit(run.model, run.datamodule)
+        finally:
+            torch.set_rng_state(states[0])
+            np.random.set_state(states[1])
+            random.setstate(states[2])
+        if not path.is_dir():
+            raise ConfigError(f"the PEARL run ended before exporting {path} (was it stopped early?)")
+        tqdm.write(f"dataset generated with PEARL in {time.perf_counter() - started:.0f} s")
+        return load_dataset(path, family.config())
