@@ -25,7 +25,9 @@ from smac_lightning.algos import PEARL, SMAC
 from smac_lightning.callbacks import LogConfigToMLflow
 from smac_lightning.data import OfflineMetaDataModule, OnlineMetaDataModule
 from smac_lightning.data.datamodule import default_dataset_dir
+from smac_lightning.data.dataset import load_dataset
 from smac_lightning.data.pearl_data import PEARLData
+from smac_lightning.data.summary import summarize
 from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
 
@@ -157,11 +159,18 @@ class _DatasetCLI(SMACCLI):
 
 
 def data_command(args: list[str]) -> None:
-    """``data make --config ... [--overwrite]``: build (or rebuild) the config's offline dataset."""
-    usage = "usage: python -m smac_lightning data make --config CONFIG [--config OVERLAY ...] [--overwrite]"
+    """``data make --config ... [--overwrite]``: build (or rebuild) the config's offline dataset;
+    ``data info DIR``: what a dataset holds."""
+    usage = (
+        "usage: python -m smac_lightning data make --config CONFIG [--config OVERLAY ...] [--overwrite]\n"
+        "       python -m smac_lightning data info DATASET_DIR"
+    )
     if not args or args[0] in ("-h", "--help"):
         print(usage)
         raise SystemExit(0 if args else 2)
+    if args[0] == "info" and len(args) == 2:
+        print(summarize(load_dataset(args[1])))
+        return
     if args[0] != "make":
         print(f"unknown data command {args[0]!r}\n{usage}", file=sys.stderr)
         raise SystemExit(2)

@@ -113,7 +113,7 @@ def test_smoke_overlay_runs_with_other_task_configs(tmp_path, config):
 
 
 def test_conf_files_parse(tmp_path):
-    for config in sorted((ROOT / "conf").glob("*.yaml")):
+    for config in sorted((ROOT / "conf").glob("**/*.yaml")):
         if config.name in ("smoke.yaml", "paper_budget.yaml"):
             continue
         out = run_cli(tmp_path, "fit", "--config", str(config), "--print_config")

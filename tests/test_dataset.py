@@ -106,3 +106,15 @@ def test_missing_field(dataset_dir, tmp_path):
     _rewrite(path, "test/encoder", lambda td: td.exclude("reward"))
     with pytest.raises(DatasetError, match="test/encoder: field 'reward' missing"):
         load_dataset(path)
+
+
+def test_complete_episode_returns_by_hand():
+    from smac_lightning.data.summary import complete_episode_returns
+
+    reward = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 1.0, 1.0, 1.0]]).unsqueeze(-1)
+    terminated = torch.zeros(2, 5, 1, dtype=torch.bool)
+    truncated = torch.zeros(2, 5, 1, dtype=torch.bool)
+    truncated[0, 1] = truncated[0, 3] = True  # task 0: episodes [1, 2] and [3, 4]; row 4 is a cut episode
+    terminated[1, 0] = True  # task 1: an episode of one step, then [1, 1, 1, 1] never ends
+    buffer = TensorDict({"reward": reward, "terminated": terminated, "truncated": truncated}, batch_size=[2, 5])
+    assert complete_episode_returns(buffer).tolist() == [3.0, 7.0, 1.0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import itertools
 from pathlib import Path
 
 import lightning as L
@@ -68,40 +68,46 @@ class PEARLCollector(L.Callback):
             self._rollouts = TaskRollouts(dm.family, dm.train_tasks.numpy())
         k = module.iterations_collected
         generator = torch.Generator().manual_seed((self.seed * 7919 + trainer.global_rank) * 1_000_003 + k)
-        seed = int(torch.randint(2**30, (1,), generator=generator))
+        seed = int(torch.randint(2**20, (1,), generator=generator))
         latent = module.hparams.latent_dim
-        horizon = dm.family.horizon
+        prior = lambda tasks: torch.randn(len(tasks), latent, generator=generator)  # noqa: E731
+
+        def posterior(tasks: list[int]) -> torch.Tensor:
+            context = dm.encoder.sample(torch.tensor(tasks), dm.context_size, generator).to(module.device)
+            return sample(*module.encoder.posterior(context))
+
         transitions = 0
         if k == 0:
-            everyone = list(range(dm.num_train_tasks))
-            for e in range(math.ceil(config.initial_steps / horizon)):
-                rows = self._episodes(module, everyone, torch.randn(len(everyone), latent, generator=generator), seed + e)
-                for task, r in zip(everyone, rows):
-                    dm.rl.extend(task, r)
-                    dm.encoder.extend(task, r)
-                transitions += sum(r.numel() for r in rows)
-            seed += 1000
+            for task, rows, _ in self._steps(module, list(range(dm.num_train_tasks)), config.initial_steps, prior, seed):
+                dm.rl.extend(task, rows)
+                dm.encoder.extend(task, rows)
+                transitions += rows.numel()
         tasks = torch.randperm(dm.num_train_tasks, generator=generator)[: config.tasks_per_iteration].tolist()
-        for e in range(math.ceil(config.prior_steps / horizon)):
-            rows = self._episodes(module, tasks, torch.randn(len(tasks), latent, generator=generator), seed + e)
-            for task, r in zip(tasks, rows):
-                dm.encoder.extend(task, r, replace=e == 0)  # the task's context is its newest exploration only
-                dm.rl.extend(task, r)
-            transitions += sum(r.numel() for r in rows)
-        for e in range(math.ceil(config.posterior_steps / horizon)):
-            context = dm.encoder.sample(torch.tensor(tasks), dm.context_size, generator).to(module.device)
-            z = sample(*module.encoder.posterior(context))
-            rows = self._episodes(module, tasks, z, seed + 500 + e)
-            for task, r in zip(tasks, rows):
-                dm.rl.extend(task, r)
-            transitions += sum(r.numel() for r in rows)
-        module.iterations_collected += 1
+        for task, rows, first in self._steps(module, tasks, config.prior_steps, prior, seed + 1):
+            dm.encoder.extend(task, rows, replace=first)  # the task's context is its newest exploration only
+            dm.rl.extend(task, rows)
+            transitions += rows.numel()
+        for task, rows, _ in self._steps(module, tasks, config.posterior_steps, posterior, seed + 2):
+            dm.rl.extend(task, rows)
+            transitions += rows.numel()
         module.env_steps += transitions
+        module.iterations_collected += 1
 
-    def _episodes(self, module: PEARL, tasks: list[int], z: torch.Tensor, seed: int):
-        was_training = module.policy.training
-        module.policy.eval()
-        try:
-            return self._rollouts.episodes(tasks, module.policy, z.to(module.device), seed)
-        finally:
-            module.policy.train(was_training)
+    def _steps(self, module: PEARL, tasks: list[int], steps: int, z_for, seed: int):
+        """Whole episodes on ``tasks`` until each has ``steps`` transitions (episodes may end early),
+        yielding ``(task, rows, first_episode_of_task)``; ``z_for(active tasks)`` gives one z per episode."""
+        remaining = dict.fromkeys(tasks, steps)
+        for episode in itertools.count():
+            active = [task for task in tasks if remaining[task] > 0]
+            if not active:
+                return
+            z = z_for(active).to(module.device)
+            was_training = module.policy.training
+            module.policy.eval()
+            try:
+                batch = self._rollouts.episodes(active, module.policy, z, seed * 10_007 + episode)
+            finally:
+                module.policy.train(was_training)
+            for task, rows in zip(active, batch):
+                remaining[task] -= rows.numel()
+                yield task, rows, episode == 0
