@@ -104,12 +104,21 @@ def test_data_make_builds_the_dataset_and_refuses_a_foreign_one(tmp_path):
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
 
 
-@pytest.mark.parametrize("config", ["cheetah_vel.yaml", "ant_dir.yaml"])
+@pytest.mark.parametrize("config", ["cheetah_vel.yaml", "ant_dir.yaml", "humanoid_dir.yaml", "walker_param.yaml", "hopper_param.yaml"])
 def test_smoke_overlay_runs_with_other_task_configs(tmp_path, config):
     out = run_cli(tmp_path, "fit", "--config", str(ROOT / "conf" / config), "--config", str(ROOT / "conf/smoke.yaml"))
     assert out.returncode == 0, out.stderr[-3000:]
     (run,) = _runs(tmp_path)
     assert "eval/test/final_return" in run.data.metrics and run.data.metrics["progress/phase"] == 1.0
+
+
+@pytest.mark.parametrize("config", ["cheetah_vel.yaml", "walker_param.yaml"])
+def test_pearl_smoke_overlay_runs_with_mujoco_configs(tmp_path, config):
+    pearl = ROOT / "conf/pearl"
+    out = run_cli(tmp_path, "fit", "--config", str(pearl / config), "--config", str(pearl / "smoke.yaml"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run,) = _runs(tmp_path)
+    assert "eval/test/final_return" in run.data.metrics and run.data.metrics["progress/iteration"] == 3.0
 
 
 def test_conf_files_parse(tmp_path):

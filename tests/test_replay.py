@@ -73,11 +73,15 @@ def test_replace_makes_the_new_rows_the_whole_sampled_history():
     assert not offline["generated"].any()
 
 
-def test_more_rows_than_the_online_capacity_are_refused():
-    import pytest
-
-    with pytest.raises(ValueError, match="do not fit an online capacity of 2"):
-        MultiTaskReplay(_offline(), online_capacity=2).extend(0, _online_rows(0, 3, reward=0.0))
+def test_more_rows_than_the_online_capacity_keep_the_newest():
+    replay = MultiTaskReplay(_offline(num_tasks=1), online_capacity=2)
+    rows = _online_rows(0, 3, reward=0.0)
+    rows["reward"] = torch.tensor([[1.0], [2.0], [3.0]])
+    replay.extend(0, rows)
+    assert replay.written[0] == 3 and replay.sizes[0] == 5 + 2
+    assert replay.window("last", 2)["reward"][0].flatten().tolist() == [2.0, 3.0]
+    with pytest.raises(ValueError, match="no online capacity"):
+        MultiTaskReplay(_offline(), online_capacity=0).extend(0, rows)
 
 
 def test_state_dict_round_trips_online_data():

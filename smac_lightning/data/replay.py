@@ -69,12 +69,15 @@ class MultiTaskReplay:
         ``replace`` makes ``rows`` the task's whole sampled history from now on (PEARL's
         encoder buffers hold only the latest exploration of each task).
         """
-        k = rows.batch_size[0]
-        if k > self.online_capacity:
-            raise ValueError(f"{k} online rows do not fit an online capacity of {self.online_capacity} per task")
+        if self.online_capacity == 0:
+            raise ValueError("this replay has no online capacity (data.online_capacity is 0)")
         if replace:
             self.written[task] = 0
             self.start[task] = self.offline_size
+        skipped = max(0, rows.batch_size[0] - self.online_capacity)  # more than the ring holds: the newest win
+        self.written[task] += skipped
+        rows = rows[skipped:]
+        k = rows.batch_size[0]
         slots = self.offline_size + (self.written[task] + torch.arange(k)) % self.online_capacity
         self.storage[task, slots] = rows.select(*self.storage.keys(True, True)).to(self.storage.device)
         self.written[task] += k
