@@ -150,3 +150,18 @@ def test_online_oracle_trains_on_true_rewards(tmp_path):
     goals = dm.train_tasks[rows["task"].squeeze(-1)]
     expected = -(rows["next", "observation"] - goals).norm(dim=-1, keepdim=True)  # Point Robot's dense reward
     torch.testing.assert_close(rows["reward"], expected)
+
+
+def test_pearl_resumed_from_a_mid_run_checkpoint_ends_bit_identical(tmp_path):
+    keep = ("--checkpoint.save_top_k", "-1")
+    clean = pearl_cli(tmp_path / "clean", *keep)
+    clean.trainer.fit(clean.model, clean.datamodule)
+    # after 20 updates (4 optimizer steps each): iteration 1 collected and trained on, iteration 2 not yet
+    (ckpt,) = (tmp_path / "clean" / "runs").rglob("*step=80.ckpt")
+    resumed = pearl_cli(tmp_path / "resumed", *keep)
+    resumed.trainer.fit(resumed.model, resumed.datamodule, ckpt_path=str(ckpt))
+    assert resumed.model.counter_state() == clean.model.counter_state()
+    for key, value in clean.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert (resumed.datamodule.rl.storage == clean.datamodule.rl.storage).all()
+    assert (resumed.datamodule.encoder.storage == clean.datamodule.encoder.storage).all()

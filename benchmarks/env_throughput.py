@@ -1,0 +1,117 @@
+"""Env steps per second of each task family: the raw gymnasium loop versus the project's collectors.
+
+For each family, in one run and on the same env:
+
+- ``raw``: ``env.step`` with uniform random actions, resetting at episode ends (the ceiling);
+- ``raw+policy``: the same loop with one z-conditioned policy forward per step (numpy <-> torch);
+- ``collector``: the self-supervised phase's ``ExplorationCollector`` (TorchRL ``Collector`` over
+  ``GymWrapper``, policy in the loop), one ``horizon``-step trajectory per call;
+- ``lockstep``: PEARL's and meta-test's ``TaskRollouts``: ``--tasks`` envs stepped together with
+  one batched policy forward per step (rate counted in env steps, all envs together).
+
+Ratios are against ``raw``. The last line printed is JSON with every figure.
+
+    python benchmarks/env_throughput.py                    # every family, 2,000 steps each
+    python benchmarks/env_throughput.py --families cheetah_vel --steps 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from smac_lightning.collect import ExplorationCollector, TaskRollouts
+from smac_lightning.envs import (
+    AntDirFamily,
+    CheetahVelFamily,
+    HopperParamFamily,
+    HumanoidDirFamily,
+    PointRobotFamily,
+    WalkerParamFamily,
+)
+from smac_lightning.nn import TanhGaussianPolicy
+
+FAMILIES = {f.name: f for f in (PointRobotFamily, CheetahVelFamily, AntDirFamily, HumanoidDirFamily, WalkerParamFamily, HopperParamFamily)}
+LATENT = 5
+
+
+def rate(run, steps: int) -> float:
+    run(min(steps // 10, 200))  # warm-up
+    started = time.perf_counter()
+    done = run(steps)
+    return done / (time.perf_counter() - started)
+
+
+def raw_loop(env, steps: int, act) -> int:
+    observation, _ = env.reset(seed=0)
+    for _ in range(steps):
+        observation, _, terminated, truncated, _ = env.step(act(observation))
+        if terminated or truncated:
+            observation, _ = env.reset()
+    return steps
+
+
+def measure(name: str, steps: int, tasks: int, hidden: list[int]) -> dict:
+    family = FAMILIES[name](num_train_tasks=max(tasks, 1), num_test_tasks=1, horizon=200)
+    train, _ = family.task_sets()
+    env = family.make_env(train[0])
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    policy = TanhGaussianPolicy(obs_dim, act_dim, LATENT, hidden)
+    z = torch.randn(1, LATENT)
+    rng = np.random.default_rng(0)
+
+    @torch.no_grad()
+    def policy_act(observation):
+        return policy(torch.as_tensor(observation, dtype=torch.float32)[None], z).rsample()[0][0].numpy()
+
+    figures = {
+        "raw": rate(lambda n: raw_loop(env, n, lambda _: rng.uniform(-1, 1, act_dim).astype(np.float32)), steps),
+        "raw+policy": rate(lambda n: raw_loop(env, n, policy_act), steps),
+    }
+    collector = ExplorationCollector(family, train, policy, LATENT, reward_free=False)
+
+    def collect(n):
+        done = 0
+        while done < n:
+            done += collector.trajectory(0).batch_size[0]
+        return done
+
+    figures["collector"] = rate(collect, steps)
+    collector.shutdown()
+    rollouts = TaskRollouts(family, train[:tasks])
+    zs = torch.randn(tasks, LATENT)
+
+    def lockstep(n):
+        done = 0
+        while done < n:
+            done += sum(rows.batch_size[0] for rows in rollouts.episodes(list(range(tasks)), policy, zs, seed=done))
+        return done
+
+    figures["lockstep"] = rate(lockstep, steps)
+    return {key: round(value) for key, value in figures.items()} | {
+        f"{key}_vs_raw": round(value / figures["raw"], 2) for key, value in figures.items() if key != "raw"
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--steps", type=int, default=2000, help="env steps timed per measurement")
+    parser.add_argument("--tasks", type=int, default=5, help="envs stepped together in the lock-step measurement")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[300, 300, 300], help="policy widths (paper: 300 x 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (collection runs beside training)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {}
+    for name in args.families:
+        results[name] = measure(name, args.steps, args.tasks, args.hidden)
+        print(name, results[name], flush=True)
+    print(json.dumps({"steps": args.steps, "tasks": args.tasks, "threads": args.threads, "families": results}))
+
+
+if __name__ == "__main__":
+    main()
