@@ -43,6 +43,29 @@ class MetaLearner(MetaTestMixin, L.LightningModule):
     def progress_metrics(self) -> dict[str, float]:
         return {"progress/updates": float(self.updates)}
 
+    def training_step(self, batch, batch_idx: int) -> None:
+        losses = self.update(batch, self.optimizers(), self.manual_backward)
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
+
+    def apply_update(self, total: torch.Tensor, losses: dict, optimizers, backward) -> dict[str, torch.Tensor]:
+        """One backward of ``total`` (each summand reaches only its own networks), every optimizer's
+        step, the target critics' soft update; losses are kept for the NaN check (no host sync here)."""
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        backward(total)
+        for optimizer in optimizers:
+            optimizer.step()
+        self.soft_update_target()
+        self.updates += 1
+        self._last_losses = losses
+        return losses
+
+    def min_q_through_frozen_critic(self, obs: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """min over the critics of Q(s, a, z) on detached critic weights: an actor loss built on it
+        sends gradient to the action (and so the policy) but never to the critic."""
+        frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
+        return torch.func.functional_call(self.critic, frozen, (obs, action, z)).min(0).values
+
     @torch.no_grad()
     def soft_update_target(self) -> None:
         torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), self.hparams.tau)

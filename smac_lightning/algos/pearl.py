@@ -131,8 +131,7 @@ class PEARL(MetaLearner):
         alpha = self.log_alpha.exp().detach()
 
         a_pi, log_prob_pi = self.policy(obs, z_fixed).rsample()
-        frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
-        q_pi = torch.func.functional_call(self.critic, frozen, (obs, a_pi, z_fixed)).min(0).values
+        q_pi = self.min_q_through_frozen_critic(obs, a_pi, z_fixed)
         with torch.no_grad():
             next_action, next_log_prob = self.policy(next_obs, z_fixed).rsample()
             next_q = self.target_critic(next_obs, next_action, z_fixed).min(0).values
@@ -148,24 +147,11 @@ class PEARL(MetaLearner):
         losses["q_mean"] = q_pi.detach().mean()
         return losses
 
-    def training_step(self, batch: TensorDict, batch_idx: int) -> None:
-        losses = self.update(batch, self.optimizers(), self.manual_backward)
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
-
     def update(self, batch: TensorDict, optimizers, backward) -> dict[str, torch.Tensor]:
+        """One PEARL update; the encoder's loss is the critic's Bellman error plus the weighted KL."""
         losses = self.compute_losses(batch["context"], batch["rl"])
-        # The encoder's loss is the critic's Bellman error plus the weighted KL: each summand reaches
-        # only the networks it should (the actor's Q runs on detached critic weights), so one backward.
         total = losses["critic_loss"] + self.hparams.kl_weight * losses["kl"] + losses["actor_loss"] + losses["alpha_loss"]
-        for optimizer in optimizers:
-            optimizer.zero_grad()
-        backward(total)
-        for optimizer in optimizers:
-            optimizer.step()
-        self.soft_update_target()
-        self.updates += 1
-        self._last_losses = losses
-        return losses
+        return self.apply_update(total, losses, optimizers, backward)
 
     def configure_optimizers(self):
         adam = functools.partial(torch.optim.Adam, lr=self.hparams.lr, fused=True)

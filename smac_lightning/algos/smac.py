@@ -166,8 +166,7 @@ class SMAC(MetaLearner):
         # Q at the policy's action: V for AWAC, and for the PEARL term a gradient to the policy
         # only: the critic runs on detached weights, so one backward of the summed losses is exact.
         with torch.set_grad_enabled(pearl):
-            frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
-            q_pi = torch.func.functional_call(self.critic, frozen, (obs, a_pi, z_rows)).min(0).values
+            q_pi = self.min_q_through_frozen_critic(obs, a_pi, z_rows)
         with torch.no_grad():
             next_action, _ = self.policy(next_obs, z_rows).rsample()
             next_q = self.target_critic(next_obs, next_action, z_rows).min(0).values
@@ -182,10 +181,6 @@ class SMAC(MetaLearner):
         losses["q_mean"] = q_data.mean().detach()
         return losses
 
-    def training_step(self, batch: TensorDict, batch_idx: int) -> None:
-        losses = self.update(batch, self.optimizers(), self.manual_backward)
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
-
     def update(self, batch: TensorDict, optimizers, backward) -> dict[str, torch.Tensor]:
         """One SMAC update on a meta-batch; ``backward`` is Lightning's ``manual_backward`` in training."""
         if self.phase == Phase.SELF_SUPERVISED:
@@ -193,15 +188,7 @@ class SMAC(MetaLearner):
         losses = self.compute_losses(batch["context"], batch["rl"])
         # Each loss reaches only its own network's parameters, so one backward serves all three.
         total = losses["critic_loss"] + losses["actor_loss"] + losses.get("encoder_loss", 0.0)
-        for optimizer in optimizers:
-            optimizer.zero_grad()
-        backward(total)
-        for optimizer in optimizers:
-            optimizer.step()
-        self.soft_update_target()
-        self.updates += 1
-        self._last_losses = losses  # checked for NaN at the logging interval, not here: no host sync
-        return losses
+        return self.apply_update(total, losses, optimizers, backward)
 
     def configure_optimizers(self):
         adam = functools.partial(torch.optim.Adam, lr=self.hparams.lr, fused=True)  # one kernel per step
