@@ -65,3 +65,33 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
     state = torch.load(last, weights_only=False)
     assert state["smac"]["updates"] == 40
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def test_unknown_or_misplaced_algorithm_is_explained(tmp_path):
+    from smac_lightning.cli import algorithm_of
+
+    from helpers import ROOT
+
+    smac = ["--config", str(ROOT / "conf/point_robot.yaml")]
+    assert algorithm_of(smac) == "smac"
+    assert algorithm_of(["--config", str(ROOT / "conf/pearl/point_robot.yaml")]) == "pearl"
+    assert algorithm_of([*smac, "--algorithm=pearl"]) == "pearl"
+    with pytest.raises(ConfigError, match="'ppo' is unknown; choose one of \\['pearl', 'smac'\\]"):
+        algorithm_of([*smac, "--algorithm", "ppo"])
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("algorithm: pearl\n")
+    # a nested or programmatic config that only LightningCLI sees: refused, not silently the wrong module
+    with pytest.raises(ConfigError, match="algorithm: pearl reached the SMAC command line"):
+        _smac_cli_with(smac, overlay)
+
+
+def _smac_cli_with(smac, overlay):
+    from smac_lightning.algos import SMAC as module
+    from smac_lightning.cli import SMACCLI
+
+    return SMACCLI(module, OfflineMetaDataModule, args=[*smac, "--config", str(overlay)], run=False, save_config_callback=None)
+
+
+def test_pearl_data_config_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="data.pearl.config: nowhere.yaml is not a file"):
+        smoke_cli(tmp_path, "--data.pearl.config", "nowhere.yaml", "--data.pearl.iteration", "1")
