@@ -43,3 +43,17 @@ def test_task_sets_are_the_seeded_uniform_draw():
     assert train.shape == (100, 1) and test.shape == (30, 1)
     draw = np.random.default_rng(1337).uniform(0.0, 3.0, size=(130, 1))
     np.testing.assert_array_equal(np.concatenate([train, test]), draw)
+
+
+def test_paper_observation_adds_the_torso_position():
+    paper, v5 = CheetahVelEnv(1.0, paper_observation=True), CheetahVelEnv(1.0)
+    check_env(paper, skip_render_check=True)
+    observation, _ = paper.reset(seed=0)
+    np.testing.assert_array_equal(observation[:17], v5.reset(seed=0)[0])
+    action = np.full(6, 0.5, np.float32)
+    for _ in range(30):
+        observation, *_ = paper.step(action)
+    assert observation.shape == (20,) and observation.dtype == np.float32
+    # the root's x is the torso's; MuJoCo's xpos comes from the last substep's forward pass, so it lags qpos slightly
+    assert observation[17] == pytest.approx(paper.data.qpos[0], abs=0.01) and observation[17] > 0.1
+    assert CheetahVelFamily(paper_observation=True).config()["paper_observation"] is True
