@@ -109,6 +109,14 @@ def test_pearl_run_is_logged_and_checkpointed(pearl_run):
     assert torch.load(last, weights_only=False)["pearl"]["iterations_collected"] == 3
 
 
+def test_export_to_an_existing_folder_is_refused_before_training(tmp_path):
+    (tmp_path / "x").mkdir()
+    made = pearl_cli(tmp_path, "--model.export.path", str(tmp_path / "x"), "--model.export.iteration", "1")
+    with pytest.raises(ConfigError, match="exists already"):
+        made.trainer.fit(made.model, made.datamodule)
+    assert made.model.updates == 0
+
+
 def test_export_that_cannot_be_met_is_explained(tmp_path):
     made = pearl_cli(
         tmp_path, "--model.export.path", str(tmp_path / "x"), "--model.export.iteration", "1", "--model.export.rl_size", "300"

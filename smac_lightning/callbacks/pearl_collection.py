@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from smac_lightning.algos.pearl import PEARL
 from smac_lightning.collect import TaskRollouts
 from smac_lightning.data.export import export_dataset
+from smac_lightning.errors import ConfigError
 from smac_lightning.evaluation import sample
 
 
@@ -31,6 +32,12 @@ class PEARLCollector(L.Callback):
         self._bar = None
 
     def on_fit_start(self, trainer: L.Trainer, module: PEARL) -> None:
+        export = module.export
+        if export is not None and module.iterations_collected < export.iteration and Path(export.path).exists():
+            raise ConfigError(
+                f"model.export.path {export.path} exists already; this run would not overwrite it at iteration "
+                f"{export.iteration}. Delete it or point model.export.path elsewhere."
+            )
         if trainer.is_global_zero and trainer.progress_bar_callback is None:
             self._bar = tqdm(total=module.hparams.iterations, initial=module.iterations_collected, desc="PEARL iterations", unit="it")
         self._step(trainer, module)  # before the first meta-batch is drawn
