@@ -51,7 +51,7 @@ class PEARLData:
         from smac_lightning.cli import cli  # the CLI imports this module
 
         args = [
-            "fit", "--config", str(self.config_path()), *self.args, "--algorithm", "pearl",
+            "--config", str(self.config_path()), *self.args, "--algorithm", "pearl",
             "--model.iterations", str(self.iteration),
             "--model.export.path", str(path), "--model.export.iteration", str(self.iteration),
             "--model.export.rl_window", self.rl_window, "--model.export.rl_size", str(rl_size),
@@ -64,7 +64,7 @@ class PEARLData:
         started = time.perf_counter()
         states = torch.get_rng_state(), np.random.get_state(), random.getstate()
         try:  # the PEARL run seeds the global generators; the SMAC run must go on as if it had not happened
-            run = cli(args[1:], run=False)
+            run = cli(args, run=False)
             if run.datamodule.family.config() != family.config():
                 raise ConfigError(
                     f"data.pearl.config {self.config} trains on {run.datamodule.family.config()}, but this config's "
