@@ -111,8 +111,9 @@ class Reference:
 class Ours:
     """The module's own update (what training_step runs), outside a Trainer."""
 
-    def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden):
-        self.module = SMAC(obs_dim, act_dim, latent, enc_hidden, (64, 64), hidden, hidden)
+    def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden, compile_losses=False):
+        self.module = SMAC(obs_dim, act_dim, latent, enc_hidden, (64, 64), hidden, hidden, compile_losses=compile_losses)
+        self.module.setup("fit")
         self.opts = self.module.configure_optimizers()
 
     def update(self, context, rl, self_supervised=False):
@@ -172,6 +173,7 @@ def main():
     parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--phase", choices=["offline", "self-supervised"], default="offline")
+    parser.add_argument("--compile", action="store_true", help="also time the module with compile_losses=True")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -182,6 +184,13 @@ def main():
           f"{args.tasks} x {args.batch}, context {args.context}, hidden {args.hidden}, obs {args.obs_dim}, act {args.act_dim}")
     reference = time_updates(Reference(*dims), batches, args.updates, ss, args.precision)
     ours = time_updates(Ours(*dims), batches, args.updates, ss, args.precision)
+    compiled = None
+    if args.compile:
+        started = time.perf_counter()
+        time_updates(Ours(*dims, compile_losses=True), batches[:1], 1, ss, args.precision)
+        print(f"compiling took {time.perf_counter() - started:.0f} s")
+        compiled = time_updates(Ours(*dims, compile_losses=True), batches, args.updates, ss, args.precision)
+        print(f"compiled: {compiled:.2f} ms/update (eager {ours:.2f}): x{ours / compiled:.2f}")
     peak = matmul_gflops(args.tasks * args.batch, max(args.hidden), args.precision)
     flop = update_gflop(args.tasks, args.batch, args.context, *dims)
     print(f"reference {reference:.2f} ms/update, smac_lightning {ours:.2f} ms/update: x{reference / ours:.2f}")
@@ -194,6 +203,7 @@ def main():
         "threads": args.threads,
         "reference_ms_per_step": round(reference, 3),
         "speedup": round(reference / ours, 2),
+        **({"compiled_ms_per_step": round(compiled, 3)} if compiled is not None else {}),
     }))
 
 if __name__ == "__main__":

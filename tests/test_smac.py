@@ -156,3 +156,19 @@ def test_bf16_mixed_keeps_outputs_targets_and_losses_in_float32(tmp_path):
         assert value.dtype == torch.float32, key
         # bf16 matmuls, same math: close to the float32 values (bf16 has ~3 significant digits)
         torch.testing.assert_close(value, reference[key], rtol=0.1, atol=0.1)
+
+
+def test_compiled_losses_match_eager_ones(tmp_path, monkeypatch):
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # the eager RNG stream, for comparison
+    made = smoke_cli(tmp_path, "--model.compile_losses", "true")
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    torch.manual_seed(3)
+    eager = module.compute_losses(batch["context"], batch["rl"])
+    module.setup("fit")
+    assert module.compute_losses is not type(module).compute_losses.__get__(module)
+    torch.manual_seed(3)
+    compiled = module.compute_losses(batch["context"], batch["rl"])
+    for key, value in eager.items():
+        torch.testing.assert_close(compiled[key], value, rtol=1e-4, atol=1e-5, msg=key)

@@ -30,6 +30,10 @@ class MetaLearner(MetaTestMixin, L.LightningModule):
     def budgets(self) -> dict[str, int]:
         raise NotImplementedError
 
+    def setup(self, stage: str) -> None:
+        if self.hparams.get("compile_losses") and not hasattr(self.compute_losses, "_torchdynamo_orig_callable"):
+            self.compute_losses = torch.compile(self.compute_losses)  # forward and backward of the whole loss graph
+
     @property
     def total_updates(self) -> int:
         return sum(self.budgets().values())
