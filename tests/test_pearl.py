@@ -6,7 +6,7 @@ import torch
 from smac_lightning.data import load_dataset
 from smac_lightning.errors import ConfigError
 
-from helpers import PEARL_SMOKE, ROOT, SMOKE, pearl_cli, smoke_cli
+from helpers import PEARL_SMOKE, ROOT, pearl_cli, smoke_cli
 
 
 def test_encoder_learns_from_the_critic_and_kl_only(tmp_path):

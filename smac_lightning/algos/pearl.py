@@ -106,6 +106,8 @@ class PEARL(MetaLearner):
         self.save_hyperparameters()
         if iterations < 1 or updates_per_iteration < 1:
             raise ConfigError(f"model.iterations and model.updates_per_iteration must be >= 1, got {iterations} and {updates_per_iteration}")
+        if initial_alpha <= 0:
+            raise ConfigError(f"model.initial_alpha must be > 0 (it is learned in log space), got {initial_alpha}")
         self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, encoder_hidden, use_next_obs_in_context)
         self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden)
         self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
