@@ -12,7 +12,8 @@ def complete_episode_returns(buffer: TensorDict) -> torch.Tensor:
     """Returns of the whole episodes in a ``[tasks, rows]`` buffer whose rows are in time order.
 
     An episode ends at a ``terminated`` or ``truncated`` row; rows after a task's last end
-    (an episode cut by the buffer's size) are not counted.
+    (an episode cut by the buffer's size) are not counted. A buffer cut from the end of a
+    replay (a ``last`` window) may begin mid-episode: its first "episode" is then a tail.
     """
     reward = buffer["reward"].squeeze(-1).double()
     ends = (buffer["terminated"] | buffer["truncated"]).squeeze(-1)
