@@ -25,17 +25,10 @@ import numpy as np
 import torch
 
 from smac_lightning.collect import ExplorationCollector, TaskRollouts
-from smac_lightning.envs import (
-    AntDirFamily,
-    CheetahVelFamily,
-    HopperParamFamily,
-    HumanoidDirFamily,
-    PointRobotFamily,
-    WalkerParamFamily,
-)
+from smac_lightning.envs import ALL_FAMILIES
 from smac_lightning.nn import TanhGaussianPolicy
 
-FAMILIES = {f.name: f for f in (PointRobotFamily, CheetahVelFamily, AntDirFamily, HumanoidDirFamily, WalkerParamFamily, HopperParamFamily)}
+FAMILIES = {f.name: f for f in ALL_FAMILIES}
 LATENT = 5
 
 

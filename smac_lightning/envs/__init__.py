@@ -20,7 +20,11 @@ for _name, _entry in {
     if f"smac_lightning/{_name}" not in gym.registry:
         gym.register(f"smac_lightning/{_name}", entry_point=_entry)
 
+# Every family, for code that runs over all of them (benchmarks, spec checks).
+ALL_FAMILIES = (PointRobotFamily, CheetahVelFamily, AntDirFamily, HumanoidDirFamily, WalkerParamFamily, HopperParamFamily)
+
 __all__ = [
+    "ALL_FAMILIES",
     "TaskFamily",
     "AntDirEnv",
     "AntDirFamily",
