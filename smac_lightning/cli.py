@@ -10,6 +10,7 @@ offline dataset a config names without training.
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -185,6 +186,28 @@ def data_command(args: list[str]) -> None:
         f"{len(manifest['tasks']['train'])} train / {len(manifest['tasks']['test'])} test tasks, "
         f"{manifest['sizes']['rl']} RL + {manifest['sizes']['encoder']} encoder transitions per task"
     )
+    if "success_rate" in manifest:
+        print(f"scripted trajectories achieving the rewarded behaviour: {manifest['success_rate']}")
+    previews = dm.dataset_dir / "previews"
+    if previews.is_dir():
+        _log_previews(made.config, dm.dataset_dir, previews, manifest['family'])
+
+
+def _log_previews(config, dataset_dir: Path, previews: Path, family: dict) -> None:
+    """Log a dataset's scene pictures to an MLflow run of the config's tracking store."""
+    import mlflow
+
+    logger = config.get("trainer", {}).get("logger")
+    init_args = getattr(logger, "init_args", None) or {}
+    uri = init_args.get("tracking_uri") or DEFAULT_TRACKING_URI
+    experiment = init_args.get("experiment_name") or "smac_lightning"
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"data {dataset_dir.name}") as run:
+        mlflow.log_params({"dataset_dir": str(dataset_dir), "family": json.dumps(family)})
+        mlflow.log_artifacts(str(previews), artifact_path="previews")
+    print(f"scene previews: {previews} (MLflow run {run.info.run_id} in {uri})")
 
 
 def main(argv: list[str] | None = None) -> None:

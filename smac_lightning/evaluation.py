@@ -63,9 +63,21 @@ class MetaTester:
         """What ``run`` returns, given an offline context or not and a decoder or not."""
         names = [f"return_by_trajectory_{k}" for k in range(self.protocol.num_exploration + 1)]
         names += ["final_return", "kl_online"] + ["reward_error_online"] * decoder
+        names += ["final_success"] * self._counts_success
         if offline_context:
             names += ["final_return_offline_context", "kl_offline"] + ["reward_error_offline"] * decoder
+            names += ["final_success_offline_context"] * self._counts_success
         return names
+
+    @property
+    def _counts_success(self) -> bool:
+        return self.family.success_reward is not None
+
+    def _success(self, episodes: TensorDict) -> float:
+        """Fraction of episodes that reach the family's success reward at some valid step."""
+        reward = episodes["reward"].squeeze(-1)
+        hit = (reward >= self.family.success_reward) & episodes["valid"]
+        return hit.any(-1).float().mean().item()
 
     def _envs_for(self, tasks: np.ndarray) -> list:
         key = tasks.tobytes()
@@ -109,6 +121,8 @@ class MetaTester:
         metrics = {f"return_by_trajectory_{k}": r.mean().item() for k, r in enumerate(returns)}
         metrics["final_return"] = returns[-1].mean().item()
         metrics["kl_online"] = kl_online.mean().item()
+        if self._counts_success:
+            metrics["final_success"] = self._success(adapted)
         if decoder is not None:
             metrics["reward_error_online"] = reward_error(decoder, history, mean)
         if offline_context is not None:
@@ -117,6 +131,8 @@ class MetaTester:
             offline = self._episode(envs, policy, sample(mean, var), seed + 7919)
             metrics["final_return_offline_context"] = episode_returns(offline).mean().item()
             metrics["kl_offline"] = kl_to_standard_normal(mean, var).mean().item()
+            if self._counts_success:
+                metrics["final_success_offline_context"] = self._success(offline)
             if decoder is not None:
                 metrics["reward_error_offline"] = reward_error(decoder, context, mean)
         return metrics

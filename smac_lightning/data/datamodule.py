@@ -201,6 +201,7 @@ class OfflineMetaDataModule(MetaDataModule):
         """The dataset must fit the env the config builds (the family's code may have changed since)."""
         env = self.family.make_env(self.dataset.train_tasks[0].numpy())
         env_dims = {"obs_dim": env.observation_space.shape[0], "act_dim": env.action_space.shape[0]}
+        env.close()
         for key, value in env_dims.items():
             if self.dataset.manifest[key] != value:
                 raise DatasetError(

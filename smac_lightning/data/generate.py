@@ -14,7 +14,11 @@ from tqdm.auto import tqdm
 
 from smac_lightning.data.dataset import FIELDS, OfflineDataset, load_dataset, save_dataset
 from smac_lightning.envs.base import TaskFamily
+from smac_lightning.errors import ConfigError
 from smac_lightning.rollout import rollout
+
+
+PREVIEWS_PER_SPLIT = 4
 
 
 def generate_dataset(
@@ -34,12 +38,21 @@ def generate_dataset(
     rng = np.random.default_rng(seed)
     policy = family.behaviour_policy(rng)
     train, test = family.task_sets()
+    if family.one_buffer and encoder_size > rl_size:
+        raise ConfigError(
+            f"the {family.name} family's encoder buffers are taken from its RL buffers (one buffer, as in the "
+            f"paper): data.encoder_size ({encoder_size}) must not exceed data.rl_size ({rl_size})"
+        )
     plan = [("train/rl", train, rl_size), ("train/encoder", train, encoder_size), ("test/encoder", test, encoder_size)]
-    episodes = sum(-(-size // family.horizon) for _, _, size in plan)
+    if family.one_buffer:
+        plan.pop(1)
+    episodes = sum(-(-size // family.data_horizon) for _, _, size in plan)
     bar = tqdm(total=episodes, desc=f"generating {family.name} dataset", unit="episode", disable=not progress)
     started = time.perf_counter()
     buffers = {name: collect_valid_rows(family, tasks, size, policy, rng, bar) for name, tasks, size in plan}
     bar.close()
+    if family.one_buffer:
+        buffers["train/encoder"] = buffers["train/rl"][:, :encoder_size]
     manifest = {
         "family": family.config(),
         "tasks": {"train": train.tolist(), "test": test.tolist()},
@@ -49,6 +62,7 @@ def generate_dataset(
         "obs_dim": int(buffers["train/rl"]["observation"].shape[-1]),
         "act_dim": int(buffers["train/rl"]["action"].shape[-1]),
         "generation_seconds": round(time.perf_counter() - started, 2),
+        **family.describe_data(buffers),
     }
     return write_dataset(path, manifest, buffers, family)
 
@@ -59,6 +73,10 @@ def write_dataset(path: Path, manifest: dict, buffers: dict[str, TensorDict], fa
     shutil.rmtree(tmp, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_dataset(tmp, manifest, {name: td.select(*FIELDS) for name, td in buffers.items()})
+    preview = getattr(family, "preview", None)  # families that can draw their scenes keep a few pictures
+    if preview is not None:
+        for split in ("train", "test"):
+            preview(np.array(manifest["tasks"][split][:PREVIEWS_PER_SPLIT]), tmp / "previews" / split)
     try:
         os.replace(tmp, path)
     except OSError:  # another process finished the same dataset first: keep theirs
@@ -68,14 +86,16 @@ def write_dataset(path: Path, manifest: dict, buffers: dict[str, TensorDict], fa
 
 def collect_valid_rows(family, tasks: np.ndarray, size: int, policy, rng: np.random.Generator, bar=None) -> TensorDict:
     """``size`` valid transitions per task, from whole episodes run on all tasks in lock-step."""
-    envs = [family.make_env(task) for task in tasks]
+    envs = [family.make_data_env(task) for task in tasks]
     episodes, valid_rows = [], torch.zeros(len(tasks), dtype=torch.long)
     while valid_rows.min() < size:  # early-terminating envs may need extra episodes
         policy.reset(tasks)
-        episodes.append(rollout(envs, policy.act, family.horizon, seed=int(rng.integers(2**31))))
+        episodes.append(rollout(envs, policy.act, family.data_horizon, seed=int(rng.integers(2**31))))
         valid_rows += episodes[-1]["valid"].sum(-1)
         if bar is not None:
             bar.update(1)
+    for env in envs:
+        env.close()
     data = torch.cat(episodes, dim=1)
     # A stable sort puts each task's valid rows first, in time order; keep ``size`` of them.
     order = torch.argsort((~data["valid"]).to(torch.int8), dim=1, stable=True)[:, :size]

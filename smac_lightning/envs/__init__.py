@@ -8,6 +8,7 @@ from smac_lightning.envs.cheetah_vel import CheetahVelEnv, CheetahVelFamily
 from smac_lightning.envs.humanoid_dir import HumanoidDirEnv, HumanoidDirFamily
 from smac_lightning.envs.point_robot import PointRobotEnv, PointRobotFamily
 from smac_lightning.envs.rand_param import HopperParamEnv, HopperParamFamily, WalkerParamEnv, WalkerParamFamily
+from smac_lightning.envs.sawyer import SawyerEnv, SawyerFamily
 
 for _name, _entry in {
     "PointRobot-v0": "smac_lightning.envs.point_robot:PointRobotEnv",
@@ -16,12 +17,15 @@ for _name, _entry in {
     "HumanoidDir-v0": "smac_lightning.envs.humanoid_dir:HumanoidDirEnv",
     "WalkerParam-v0": "smac_lightning.envs.rand_param:WalkerParamEnv",
     "HopperParam-v0": "smac_lightning.envs.rand_param:HopperParamEnv",
+    "Sawyer-v0": "smac_lightning.envs.sawyer:SawyerEnv",
 }.items():
     if f"smac_lightning/{_name}" not in gym.registry:
         gym.register(f"smac_lightning/{_name}", entry_point=_entry)
 
 # Every family, for code that runs over all of them (benchmarks, spec checks).
-ALL_FAMILIES = (PointRobotFamily, CheetahVelFamily, AntDirFamily, HumanoidDirFamily, WalkerParamFamily, HopperParamFamily)
+ALL_FAMILIES = (
+    PointRobotFamily, CheetahVelFamily, AntDirFamily, HumanoidDirFamily, WalkerParamFamily, HopperParamFamily, SawyerFamily,
+)
 
 __all__ = [
     "ALL_FAMILIES",
@@ -36,6 +40,8 @@ __all__ = [
     "HumanoidDirFamily",
     "PointRobotEnv",
     "PointRobotFamily",
+    "SawyerEnv",
+    "SawyerFamily",
     "WalkerParamEnv",
     "WalkerParamFamily",
 ]

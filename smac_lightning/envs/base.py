@@ -19,6 +19,11 @@ class TaskFamily(ABC):
     """
 
     name: str = "task-family"
+    # The offline data's RL and encoder buffers are one buffer (Sawyer, as in the paper).
+    one_buffer: bool = False
+    # Sparse-reward families: an episode succeeds when a step's reward reaches this (meta-test
+    # then also reports success rates).
+    success_reward: float | None = None
 
     def __init__(self, num_train_tasks: int, num_test_tasks: int, horizon: int, seed: int):
         if num_train_tasks < 1 or num_test_tasks < 1:
@@ -44,6 +49,23 @@ class TaskFamily(ABC):
     @abstractmethod
     def behaviour_policy(self, rng: np.random.Generator):
         """The scripted policy that generates offline data (see ``data.generate``)."""
+
+    @property
+    def data_horizon(self) -> int:
+        """Steps per trajectory of the scripted offline data (the evaluation horizon unless a family says otherwise)."""
+        return self._data_horizon if hasattr(self, "_data_horizon") else self.horizon
+
+    @data_horizon.setter
+    def data_horizon(self, value: int) -> None:
+        self._data_horizon = value
+
+    def make_data_env(self, task: np.ndarray) -> gym.Env:
+        """The env the scripted offline data is collected in (``data_horizon`` steps per episode)."""
+        return self.make_env(task)
+
+    def describe_data(self, buffers: dict) -> dict:
+        """Family-specific facts about freshly generated buffers, stored in the manifest."""
+        return {}
 
     def task_sets(self) -> tuple[np.ndarray, np.ndarray]:
         """Fixed train and held-out test tasks: one seeded draw, first train then test."""
