@@ -104,7 +104,9 @@ def test_data_make_builds_the_dataset_and_refuses_a_foreign_one(tmp_path):
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
 
 
-@pytest.mark.parametrize("config", ["cheetah_vel.yaml", "ant_dir.yaml", "humanoid_dir.yaml", "walker_param.yaml", "hopper_param.yaml"])
+@pytest.mark.parametrize(
+    "config", ["cheetah_vel.yaml", "ant_dir.yaml", "humanoid_dir.yaml", "walker_param.yaml", "hopper_param.yaml", "sawyer.yaml"]
+)
 def test_smoke_overlay_runs_with_other_task_configs(tmp_path, config):
     out = run_cli(tmp_path, "fit", "--config", str(ROOT / "conf" / config), "--config", str(ROOT / "conf/smoke.yaml"))
     assert out.returncode == 0, out.stderr[-3000:]

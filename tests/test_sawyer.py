@@ -1,0 +1,170 @@
+"""Sawyer Manipulation: behaviours reachable by the script, reward and state layout, scenes, seeds, data."""
+
+import mlflow
+import numpy as np
+import pybullet as pb
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from conftest import ROOT, run_cli
+from smac_lightning.data.generate import generate_dataset
+from smac_lightning.envs import SawyerEnv, SawyerFamily
+from smac_lightning.envs.sawyer import scene as S
+from smac_lightning.envs.sawyer.scripted import OPEN, ScriptedSawyer, Waypoint, behaviour_script
+from smac_lightning.errors import ConfigError
+
+EVERYTHING = {name: True for name in S.OBJECTS}
+
+
+def scripted_episode(scene: S.Scene, steps: int = 75, seed: int = 0):
+    """Run the script of the scene's own behaviour; returns the env and the per-step rewards."""
+    env = SawyerEnv(scene.to_task(), horizon=steps)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    controller = ScriptedSawyer(rng, num_behaviours=8)
+    controller.reset(scene.to_task()[None])
+    name = S.BEHAVIOURS[scene.behaviour]
+    # The script's move_hand goes anywhere (it does not know the goal); here it is sent to the goal.
+    plan = [Waypoint(scene.hand_goal, OPEN, 2)] if name == "move_hand" else behaviour_script(name, scene, obs, rng)
+    controller._plans[0].waypoints = plan
+    rewards = []
+    for _ in range(steps):
+        obs, reward, terminated, truncated, _ = env.step(controller.act(obs[None])[0])
+        rewards.append(reward)
+        if not controller._plans[0].waypoints or truncated:
+            break
+    return env, np.array(rewards)
+
+
+@pytest.mark.parametrize("behaviour", range(len(S.BEHAVIOURS)))
+@pytest.mark.parametrize("side", [0, 1])
+def test_every_behaviour_is_achieved_by_its_script(behaviour, side):
+    scene = S.Scene(EVERYTHING, side, tray_slot=side + 1, object_slot=3 - side, behaviour=behaviour, goal_slot=5 - side)
+    env, rewards = scripted_episode(scene)
+    assert (rewards == 0).any(), f"{S.BEHAVIOURS[behaviour]} never achieved on side {side}"
+    assert set(np.unique(rewards)) <= {0.0, -1.0}
+    env.close()
+
+
+def _drawer_opening(env: SawyerEnv, name: str) -> float:
+    """How far the drawer link has slid toward the robot, from its world position (not its joint state)."""
+    body = env.bodies[name]
+    x_closed = pb.getBasePositionAndOrientation(body, physicsClientId=env.client)[0][0]
+    x_now = pb.getLinkState(body, 0, computeForwardKinematics=True, physicsClientId=env.client)[4][0]
+    return x_closed - x_now
+
+
+def test_state_layout_and_reward_follow_the_simulator():
+    scene = S.Scene(EVERYTHING, 1, 2, 1, S.BEHAVIOURS.index("open_top_drawer"), 0)
+    env = SawyerEnv(scene.to_task())
+    obs, _ = env.reset(seed=0)
+    plan = behaviour_script("open_top_drawer", scene, obs, np.random.default_rng(0))
+    controller = ScriptedSawyer(np.random.default_rng(0), noise=0.0)
+    controller.reset(scene.to_task()[None])
+    controller._plans[0].waypoints = plan
+    c = env.client
+    saw_open = saw_closed = False
+    for _ in range(40):
+        obs, reward, *_ = env.step(controller.act(obs[None])[0])
+        hand = pb.getLinkState(env.robot, env.ee, computeForwardKinematics=True, physicsClientId=c)[4]
+        cube = pb.getBasePositionAndOrientation(env.bodies["object"], physicsClientId=c)[0]
+        opening = _drawer_opening(env, "handle_drawer")
+        np.testing.assert_allclose(obs[0:3], hand, atol=1e-5)
+        np.testing.assert_allclose(obs[4:7], cube, atol=1e-5)
+        np.testing.assert_allclose(obs[7:10], [*S.TRAY_SLOTS[2], 0.0], atol=1e-6)
+        np.testing.assert_allclose(obs[11], opening, atol=1e-4)
+        assert reward == (0.0 if opening > S.OPEN else -1.0)
+        saw_open |= reward == 0.0
+        saw_closed |= reward == -1.0
+    assert saw_open and saw_closed
+    env.close()
+
+
+def test_absent_objects_read_zero_and_the_action_is_clipped_to_the_workspace():
+    nothing = S.Scene({name: False for name in S.OBJECTS}, 0, 0, 0, 0, 0)
+    env = SawyerEnv(nothing.to_task())
+    obs, _ = env.reset(seed=0)
+    for _ in range(15):  # push far past every wall of the box
+        obs, *_ = env.step(np.array([1.0, 1.0, -1.0, 1.0], np.float32))
+    assert np.all(obs[4:] == 0.0)
+    assert np.all(obs[:3] <= S.WORKSPACE[1] + 0.01) and np.all(obs[:3] >= S.WORKSPACE[0] - 0.01)
+    np.testing.assert_allclose(obs[[0, 1]], S.WORKSPACE[1][:2], atol=0.01)
+    assert obs[3] < 0.005  # the gripper closed
+    env.close()
+
+
+@pytest.mark.parametrize("num_behaviours", [3, 8])
+def test_scene_sampling_covers_every_option_and_only_feasible_behaviours(num_behaviours):
+    tasks = S.sample_scenes(600, seed=0, num_behaviours=num_behaviours)
+    scenes = [S.Scene.from_task(t) for t in tasks]
+    for name in S.OBJECTS:
+        assert {s.present[name] for s in scenes} == {False, True}
+    assert {s.side for s in scenes} == {0, 1}
+    assert {s.tray_slot for s in scenes} == set(range(4)) and {s.object_slot for s in scenes} == set(range(4))
+    assert {s.goal_slot for s in scenes} == set(range(len(S.HAND_GOALS)))
+    assert {s.behaviour for s in scenes} == set(range(num_behaviours))
+    for s in scenes:
+        assert s.behaviour in S.feasible(s.present, num_behaviours)
+    np.testing.assert_array_equal(tasks, S.sample_scenes(600, seed=0, num_behaviours=num_behaviours))
+
+
+def test_a_bottom_drawer_without_the_button_is_never_the_desired_behaviour():
+    present = {**EVERYTHING, "button": False}
+    assert S.BEHAVIOURS.index("open_bottom_drawer") not in S.feasible(present, 8)
+    assert S.BEHAVIOURS.index("open_both_drawers") not in S.feasible(present, 8)
+
+
+def test_seeded_runs_repeat_exactly_and_reset_undoes_a_grasp():
+    scene = S.Scene(EVERYTHING, 0, 0, 2, S.BEHAVIOURS.index("lift_object"), 0)
+    first, rewards = scripted_episode(scene, steps=20)
+    obs_first = first._observation()
+    assert first._grasp is not None  # holding the cube after 20 steps
+    second, rewards_again = scripted_episode(scene, steps=20)
+    np.testing.assert_array_equal(second._observation(), obs_first)
+    np.testing.assert_array_equal(rewards_again, rewards)
+    start, _ = first.reset(seed=0)
+    np.testing.assert_allclose(start[4:7], scene.object_start, atol=1e-3)
+    assert first._grasp is None
+    first.close(), second.close()
+
+
+def test_env_passes_gymnasiums_checker():
+    env = SawyerEnv(S.sample_scenes(1, seed=3)[0])
+    check_env(env, skip_render_check=True)
+    env.close()
+
+
+def test_dataset_is_one_buffer_with_its_success_rate_and_pictures(tmp_path):
+    family = SawyerFamily(num_train_tasks=3, num_test_tasks=2, data_horizon=40)
+    ds = generate_dataset(family, tmp_path / "d", rl_size=80, encoder_size=40, seed=0, progress=False)
+    assert tuple(ds.train_encoder.batch_size) == (3, 40) and tuple(ds.train_rl.batch_size) == (3, 80)
+    for key in ("observation", "action", "reward"):
+        np.testing.assert_array_equal(ds.train_encoder[key].numpy(), ds.train_rl[:, :40][key].numpy())
+    rewards = ds.train_rl["reward"].squeeze(-1).reshape(3, 2, 40).numpy()
+    expected = round(float((rewards == 0).any(-1).mean()), 4)
+    assert ds.manifest["success_rate"]["train/rl"] == expected
+    assert ds.manifest["family"]["data_horizon"] == 40
+    assert len(list((tmp_path / "d/previews/train").glob("scene*.png"))) == 3
+    assert len(list((tmp_path / "d/previews/test").glob("scene*.png"))) == 2
+    again = generate_dataset(family, tmp_path / "e", rl_size=80, encoder_size=40, seed=0, progress=False)
+    np.testing.assert_array_equal(again.train_rl["action"].numpy(), ds.train_rl["action"].numpy())
+
+
+def test_bad_family_settings_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="behaviours must be 3 or 8"):
+        SawyerFamily(behaviours=5)
+    with pytest.raises(ConfigError, match="must not exceed data.rl_size"):
+        generate_dataset(SawyerFamily(num_train_tasks=2, num_test_tasks=1), tmp_path / "x", rl_size=10, encoder_size=20, progress=False)
+
+
+def test_data_make_logs_the_scene_pictures_to_mlflow(tmp_path):
+    out = run_cli(
+        tmp_path, "data", "make", "--config", str(ROOT / "conf/sawyer.yaml"), "--config", str(ROOT / "conf/smoke.yaml"),
+        "--data.family.init_args.num_train_tasks", "4", "--data.family.init_args.num_test_tasks", "2",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "scripted trajectories achieving the rewarded behaviour" in out.stdout
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = mlflow.search_runs(experiment_names=["smac_lightning"], output_format="list")
+    logged = {a.path for a in mlflow.artifacts.list_artifacts(run_id=run.info.run_id, artifact_path="previews/train")}
+    assert len(logged) == 4 and all(path.endswith(".png") for path in logged)
