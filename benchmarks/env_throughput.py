@@ -5,11 +5,13 @@ For each family, in one run and on the same env:
 - ``raw``: ``env.step`` with uniform random actions, resetting at episode ends (the ceiling);
 - ``raw+policy``: the same loop with one z-conditioned policy forward per step (numpy <-> torch);
 - ``collector``: the self-supervised phase's ``ExplorationCollector`` (TorchRL ``Collector`` over
-  ``GymWrapper``, policy in the loop), one ``horizon``-step trajectory per call;
+  ``TaskLanes``, policy in the loop), ``--tasks`` lanes of one ``horizon``-step trajectory each
+  per call (a round of 5 tasks x 2 exploration trajectories is 10 lanes);
+- ``collector_1lane``: the same with one lane (one trajectory at a time, the old path);
 - ``lockstep``: PEARL's and meta-test's ``TaskRollouts``: ``--tasks`` envs stepped together with
   one batched policy forward per step (rate counted in env steps, all envs together).
 
-Ratios are against ``raw``. The last line printed is JSON with every figure.
+Ratios are against ``raw`` and ``raw+policy``. The last line printed is JSON with every figure.
 
     python benchmarks/env_throughput.py                    # every family, 2,000 steps each
     python benchmarks/env_throughput.py --families cheetah_vel --steps 5000
@@ -67,13 +69,16 @@ def measure(name: str, steps: int, tasks: int, hidden: list[int]) -> dict:
     }
     collector = ExplorationCollector(family, train, policy, LATENT, reward_free=False)
 
-    def collect(n):
-        done = 0
-        while done < n:
-            done += collector.trajectory(0).batch_size[0]
-        return done
+    def collect(lanes):
+        def run(n):
+            done = 0
+            while done < n:
+                done += collector.trajectories(torch.arange(lanes) % len(train), None, seed=done).numel()
+            return done
+        return run
 
-    figures["collector"] = rate(collect, steps)
+    figures["collector"] = rate(collect(tasks), steps)
+    figures["collector_1lane"] = rate(collect(1), steps)
     collector.shutdown()
     rollouts = TaskRollouts(family, train[:tasks])
     zs = torch.randn(tasks, LATENT)
@@ -85,16 +90,18 @@ def measure(name: str, steps: int, tasks: int, hidden: list[int]) -> dict:
         return done
 
     figures["lockstep"] = rate(lockstep, steps)
-    return {key: round(value) for key, value in figures.items()} | {
-        f"{key}_vs_raw": round(value / figures["raw"], 2) for key, value in figures.items() if key != "raw"
-    }
+    return (
+        {key: round(value) for key, value in figures.items()}
+        | {f"{key}_vs_raw": round(value / figures["raw"], 2) for key, value in figures.items() if key != "raw"}
+        | {f"{key}_vs_raw+policy": round(figures[key] / figures["raw+policy"], 2) for key in ("collector", "collector_1lane", "lockstep")}
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--steps", type=int, default=2000, help="env steps timed per measurement")
-    parser.add_argument("--tasks", type=int, default=5, help="envs stepped together in the lock-step measurement")
+    parser.add_argument("--tasks", type=int, default=10, help="lanes (envs stepped together) in the collector and lock-step measurements")
     parser.add_argument("--hidden", type=int, nargs="+", default=[300, 300, 300], help="policy widths (paper: 300 x 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (collection runs beside training)")
     args = parser.parse_args()

@@ -8,9 +8,9 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.collectors import Collector
-from torchrl.envs import GymWrapper
 
 from smac_lightning.envs.base import TaskFamily
+from smac_lightning.lanes import TaskLanes
 from smac_lightning.nn import RewardDecoder, TanhGaussianPolicy
 from smac_lightning.rollout import rollout
 
@@ -33,11 +33,13 @@ class LatentExplorer(nn.Module):
 
 
 class ExplorationCollector:
-    """One trajectory at a time on a chosen training task, with a chosen z.
+    """Trajectories on chosen training tasks with chosen z's, many at once.
 
-    By default the env is built with ``reward_free=True``: its true reward is never
-    computed, so nothing in the self-supervised phase can read it. With ``reward_free=False``
-    (the Online Oracle) the trajectories carry the env's rewards.
+    A TorchRL ``Collector`` over ``TaskLanes``: each call steps one lane per requested
+    trajectory in lock-step, with one batched policy forward per step. Collectors are built
+    per lane count on first use and kept. By default envs are built with ``reward_free=True``:
+    their true reward is never computed, so nothing in the self-supervised phase can read it.
+    With ``reward_free=False`` (the Online Oracle) the trajectories carry the env's rewards.
     """
 
     def __init__(
@@ -49,32 +51,44 @@ class ExplorationCollector:
         resample_prior_every_step: bool = False,
         reward_free: bool = True,
     ):
+        self.family = family
         self.tasks = tasks
         self.reward_free = reward_free
-        self.env = family.make_env(tasks[0], reward_free=reward_free)
         self._resample_prior = resample_prior_every_step
         self.explorer = LatentExplorer(policy, latent_dim)
-        self.collector = Collector(
-            GymWrapper(self.env),
+        self._lanes: dict[int, tuple[TaskLanes, Collector]] = {}
+
+    def _collector(self, n: int) -> tuple[TaskLanes, Collector]:
+        if n not in self._lanes:
+            with torch.random.fork_rng():  # built on first use: it must not shift the global stream (exact resume)
+                self._lanes[n] = self._build(n)
+        return self._lanes[n]
+
+    def _build(self, n: int) -> tuple[TaskLanes, Collector]:
+        lanes = TaskLanes([self.family.make_env(self.tasks[0], reward_free=self.reward_free) for _ in range(n)])
+        collector = Collector(
+            lanes,
             TensorDictModule(self.explorer, in_keys=["observation"], out_keys=["action"]),
-            frames_per_batch=family.horizon,
+            frames_per_batch=n * self.family.horizon,
             total_frames=-1,
-            reset_at_each_iter=True,  # each batch is one episode, begun after the task switch below
+            reset_at_each_iter=True,  # each batch is one episode per lane, begun after ``assign``
             auto_register_policy_transforms=False,
         )
-        self._batches = iter(self.collector)
+        return lanes, collector
 
-    def trajectory(self, task: int, z: torch.Tensor | None = None) -> TensorDict:
-        """``horizon`` transitions on training task ``task`` without rewards, in the dataset's layout.
+    def trajectories(self, task_ids: torch.Tensor, z: torch.Tensor | None, seed: int) -> TensorDict:
+        """``[len(task_ids), horizon]`` transitions, one trajectory per entry, in the dataset's layout.
 
-        ``z`` conditions the whole trajectory; None explores with z ~ p(z).
+        ``z`` (``[len(task_ids), d_z]``) conditions each trajectory; None explores with z ~ p(z).
+        A lane whose episode ends early starts another, as a single env would.
         """
-        self.env.set_task(self.tasks[task])
+        n = len(task_ids)
         if z is None and not self._resample_prior:
-            z = torch.randn(self.explorer.latent_dim)
-        self.explorer.z = z
-        batch = next(self._batches)
-        n = batch.batch_size[0]
+            z = torch.randn(n, self.explorer.latent_dim)
+        self.explorer.z = z  # before a collector is built: building runs the policy on n lanes
+        lanes, collector = self._collector(n)
+        lanes.assign(self.tasks[task_ids.numpy()], [seed + i for i in range(n)])
+        batch = collector.next()
         return TensorDict(
             {
                 "observation": batch["observation"],
@@ -82,20 +96,23 @@ class ExplorationCollector:
                 "terminated": batch["next", "terminated"],
                 "truncated": batch["next", "truncated"],
                 "next": {"observation": batch["next", "observation"]},
-                "task": torch.full((n, 1), task, dtype=torch.long),
+                "task": task_ids.view(n, 1, 1).expand(*batch.batch_size, 1).clone(),
                 **({} if self.reward_free else {"reward": batch["next", "reward"].float()}),
             },
-            batch_size=[n],
+            batch_size=batch.batch_size,
         )
 
     def shutdown(self) -> None:
-        self.collector.shutdown()
+        for lanes, collector in self._lanes.values():
+            collector.shutdown()
+            lanes.close(raise_if_closed=False)
+        self._lanes.clear()
 
 
 @torch.no_grad()
 def label_rewards(decoder: RewardDecoder, trajectories: TensorDict, z: torch.Tensor) -> torch.Tensor:
-    """Eq. (4): r = r_d(s, a, z) for every row of ``trajectories``, with one z (``[1, d_z]``) for all."""
-    z_rows = z.reshape(*([1] * len(trajectories.batch_size)), -1).expand(*trajectories.batch_size, z.shape[-1])
+    """Eq. (4): r = r_d(s, a, z) for every row of ``[n, T]`` ``trajectories``, with one z per trajectory (``[n, d_z]``)."""
+    z_rows = z.unsqueeze(1).expand(*trajectories.batch_size, z.shape[-1])
     return decoder(trajectories["observation"], trajectories["action"], z_rows)
 
 

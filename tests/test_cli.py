@@ -80,6 +80,18 @@ def test_meta_test_of_a_checkpoint(smoke_run, subcommand):
     assert "eval/test/final_return" in tested.data.metrics
 
 
+def test_a_checkpoint_loads_without_a_trainer(smoke_run):
+    from smac_lightning.algos import SMAC
+
+    cwd, _, _ = smoke_run
+    ckpt = next(cwd.glob("runs/*/*/checkpoints/last.ckpt"))
+    module = SMAC.load_from_checkpoint(ckpt, map_location="cpu")
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert torch.equal(module.policy.state_dict()["net.0.weight"], saved["state_dict"]["policy.net.0.weight"])
+    assert module.updates == saved["smac"]["updates"] == 80
+    assert not torch.equal(torch.get_rng_state(), saved["rng"]["torch"])  # only a resumed fit takes the saved stream
+
+
 def test_unknown_config_key_is_named(tmp_path):
     out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--model.awac_betta", "3")
     assert out.returncode != 0

@@ -126,7 +126,8 @@ class MetaLearner(MetaTestMixin, L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.load_counter_state(checkpoint[self.checkpoint_key])
-        if "rng" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
+        # ``_trainer``: ``load_from_checkpoint`` runs this with no Trainer attached (``trainer`` would raise).
+        if "rng" in checkpoint and self._trainer is not None and self._trainer.state.fn == "fit":
             torch.set_rng_state(checkpoint["rng"]["torch"])
             n = checkpoint["rng"]["numpy"]
             np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))

@@ -34,10 +34,11 @@ class Phase(IntEnum):
 class SelfSupervisedConfig:
     """The self-supervised phase.
 
-    Each collection round picks a random training task and rolls out, reward-free, what
-    meta-test will do: ``prior_trajectories`` with z ~ p(z), then ``posterior_trajectories``
-    with z ~ q(z | those trajectories, labelled). All are labelled by the frozen decoder with
-    one z ~ q(z | h_offline) from ``label_context_size`` offline transitions of that task
+    Each collection round picks ``tasks_per_round`` random training tasks and rolls out on
+    each, reward-free, what meta-test will do: ``prior_trajectories`` with z ~ p(z), then
+    ``posterior_trajectories`` with z ~ q(z | those trajectories, labelled); the trajectories of
+    a stage run in lock-step. All of a task's trajectories are labelled by the frozen decoder
+    with one z ~ q(z | h_offline) from ``label_context_size`` offline transitions of that task
     (eq. 4) and appended to the task's RL buffer. The prior (exploration) trajectories go to
     its encoder buffer as ``encoder_buffer`` says: ``replace`` (PEARL's collection: the
     task's contexts come from its latest exploration only, so the policy trains on the z's
@@ -46,6 +47,7 @@ class SelfSupervisedConfig:
 
     Args:
         updates_per_transition: gradient updates per collected env transition (paper: 4).
+        tasks_per_round: training tasks collected on together per round (the authors: 5).
         prior_trajectories: exploration trajectories per round, z ~ p(z).
         posterior_trajectories: trajectories per round with z from the labelled exploration.
         resample_prior_every_step: draw a new z ~ p(z) at every exploration step (the authors'
@@ -57,6 +59,7 @@ class SelfSupervisedConfig:
     """
 
     updates_per_transition: float = 4.0
+    tasks_per_round: int = 1
     prior_trajectories: int = 2
     posterior_trajectories: int = 1
     resample_prior_every_step: bool = False
@@ -67,6 +70,8 @@ class SelfSupervisedConfig:
     def __post_init__(self):
         if self.updates_per_transition <= 0:
             raise ConfigError(f"model.self_supervised.updates_per_transition must be > 0, got {self.updates_per_transition}")
+        if self.tasks_per_round < 1:
+            raise ConfigError(f"model.self_supervised.tasks_per_round must be >= 1, got {self.tasks_per_round}")
         if self.prior_trajectories < 1 or self.posterior_trajectories < 0:
             raise ConfigError(
                 "model.self_supervised needs prior_trajectories >= 1 (the adapted trajectories are conditioned "

@@ -49,7 +49,10 @@ class SelfSupervisedPhase(L.Callback):
 
     @torch.no_grad()
     def collect(self, trainer: L.Trainer, module: SMAC) -> None:
-        """One round on a random training task: exploration, then adaptation, all labelled."""
+        """One round on ``tasks_per_round`` random training tasks: exploration, then adaptation, all labelled.
+
+        Every trajectory of a stage runs in lock-step with the others (one lane each).
+        """
         dm, config = trainer.datamodule, module.self_supervised
         if self._collector is None:
             with torch.random.fork_rng():  # building it must not shift the global stream (exact resume)
@@ -58,31 +61,38 @@ class SelfSupervisedPhase(L.Callback):
                     config.resample_prior_every_step, reward_free=config.rewards == "generated",
                 )
         # Seeded by counters, not carried along, so a resumed run draws the same rounds.
-        self._generator.manual_seed((self.seed * 7919 + trainer.global_rank) * 1_000_003 + module.online_transitions)
-        task = int(torch.randint(dm.num_train_tasks, (1,), generator=self._generator))
-        offline = dm.encoder.sample(torch.tensor([task]), config.label_context_size, self._generator, offline_only=True)
-        z_label = sample(*module.encoder.posterior(offline.to(module.device)))  # labels the whole round (eq. 4)
+        round_seed = (self.seed * 7919 + trainer.global_rank) * 1_000_003 + module.online_transitions
+        self._generator.manual_seed(round_seed)
+        tasks = torch.randperm(dm.num_train_tasks, generator=self._generator)[: config.tasks_per_round]
+        k = len(tasks)
+        offline = dm.encoder.sample(tasks, config.label_context_size, self._generator, offline_only=True)
+        z_label = sample(*module.encoder.posterior(offline.to(module.device)))  # one per task, labels its round (eq. 4)
 
-        explored = [self._collector.trajectory(task) for _ in range(config.prior_trajectories)]
-        rows = exploration = self._labelled(module, explored, z_label).reshape(-1)
+        explored = self._collector.trajectories(tasks.repeat_interleave(config.prior_trajectories), None, round_seed)
+        explored = self._labelled(module, explored, z_label.repeat_interleave(config.prior_trajectories, 0))
+        exploration = explored.reshape(k, -1)  # [task, prior_trajectories * horizon]
+        rows = exploration
         if config.posterior_trajectories:
-            z_adapted = sample(*module.encoder.posterior(exploration.unsqueeze(0)))[0].cpu()
-            adapted = [self._collector.trajectory(task, z_adapted) for _ in range(config.posterior_trajectories)]
-            rows = torch.cat([exploration, self._labelled(module, adapted, z_label).reshape(-1)])
+            z_adapted = sample(*module.encoder.posterior(exploration)).cpu()
+            repeat = config.posterior_trajectories
+            adapted = self._collector.trajectories(tasks.repeat_interleave(repeat), z_adapted.repeat_interleave(repeat, 0), round_seed + 7)
+            adapted = self._labelled(module, adapted, z_label.repeat_interleave(repeat, 0))
+            rows = torch.cat([exploration, adapted.reshape(k, -1)], dim=1)
 
-        dm.rl.extend(task, rows.cpu())
-        if config.encoder_buffer != "freeze":
-            dm.encoder.extend(task, exploration.cpu(), replace=config.encoder_buffer == "replace")
+        for i, task in enumerate(tasks.tolist()):
+            dm.rl.extend(task, rows[i].cpu())
+            if config.encoder_buffer != "freeze":
+                dm.encoder.extend(task, exploration[i].cpu(), replace=config.encoder_buffer == "replace")
         module.online_transitions += rows.numel()
         module.log("train/online_transitions", float(module.online_transitions))
 
     @staticmethod
-    def _labelled(module: SMAC, trajectories: list, z: torch.Tensor):
-        """Eq. (4)'s labels, or the env's own rewards when the Online Oracle collected them."""
-        batch = torch.stack(trajectories).to(module.device)
+    def _labelled(module: SMAC, batch, z: torch.Tensor):
+        """Eq. (4)'s labels (one z per trajectory), or the env's own rewards when the Online Oracle collected them."""
+        batch = batch.to(module.device)
         generated = module.self_supervised.rewards == "generated"
         if generated:
-            batch["reward"] = label_rewards(module.decoder, batch, z)
+            batch["reward"] = label_rewards(module.decoder, batch, z.to(module.device))
         batch["generated"] = torch.full_like(batch["terminated"], generated)
         return batch
 
