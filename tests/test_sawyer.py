@@ -4,14 +4,17 @@ import mlflow
 import numpy as np
 import pybullet as pb
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
+from tensordict import TensorDict
 
 from conftest import ROOT, run_cli
 from smac_lightning.data.generate import generate_dataset
-from smac_lightning.envs import SawyerEnv, SawyerFamily
+from smac_lightning.envs import PointRobotFamily, SawyerEnv, SawyerFamily
 from smac_lightning.envs.sawyer import scene as S
 from smac_lightning.envs.sawyer.scripted import OPEN, ScriptedSawyer, Waypoint, behaviour_script
 from smac_lightning.errors import ConfigError
+from smac_lightning.evaluation import MetaTester, MetaTestProtocol
 
 EVERYTHING = {name: True for name in S.OBJECTS}
 
@@ -148,6 +151,17 @@ def test_dataset_is_one_buffer_with_its_success_rate_and_pictures(tmp_path):
     assert len(list((tmp_path / "d/previews/test").glob("scene*.png"))) == 2
     again = generate_dataset(family, tmp_path / "e", rl_size=80, encoder_size=40, seed=0, progress=False)
     np.testing.assert_array_equal(again.train_rl["action"].numpy(), ds.train_rl["action"].numpy())
+
+
+def test_meta_test_success_counts_episodes_that_reach_the_success_reward_on_a_valid_step():
+    tester = MetaTester(SawyerFamily(num_train_tasks=1, num_test_tasks=1), MetaTestProtocol())
+    reward = torch.tensor([[-1.0, 0.0, -1.0], [-1.0, -1.0, -1.0], [-1.0, -1.0, 0.0]]).unsqueeze(-1)
+    valid = torch.tensor([[True, True, True], [True, True, True], [True, True, False]])  # the 3rd ended early
+    episodes = TensorDict({"reward": reward, "valid": valid}, batch_size=[3, 3])
+    assert tester._success(episodes) == pytest.approx(1 / 3)
+    assert "final_success" in tester.metric_names() and "final_success_offline_context" in tester.metric_names()
+    dense = MetaTester(PointRobotFamily(num_train_tasks=1, num_test_tasks=1), MetaTestProtocol())
+    assert not any("success" in name for name in dense.metric_names())
 
 
 def test_bad_family_settings_are_refused(tmp_path):

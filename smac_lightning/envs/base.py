@@ -53,11 +53,7 @@ class TaskFamily(ABC):
     @property
     def data_horizon(self) -> int:
         """Steps per trajectory of the scripted offline data (the evaluation horizon unless a family says otherwise)."""
-        return self._data_horizon if hasattr(self, "_data_horizon") else self.horizon
-
-    @data_horizon.setter
-    def data_horizon(self, value: int) -> None:
-        self._data_horizon = value
+        return self.horizon
 
     def make_data_env(self, task: np.ndarray) -> gym.Env:
         """The env the scripted offline data is collected in (``data_horizon`` steps per episode)."""

@@ -50,8 +50,12 @@ class SawyerFamily(TaskFamily):
             raise ConfigError(f"SawyerFamily: behaviours must be 3 or 8, got {behaviours}")
         if data_horizon < 1:
             raise ConfigError(f"SawyerFamily: data_horizon must be >= 1, got {data_horizon}")
-        self.data_horizon = data_horizon
+        self._data_horizon = data_horizon
         self.behaviours = behaviours
+
+    @property
+    def data_horizon(self) -> int:
+        return self._data_horizon
 
     def sample_tasks(self, n: int, seed: int) -> np.ndarray:
         return S.sample_scenes(n, seed, self.behaviours)
