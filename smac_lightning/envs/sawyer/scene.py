@@ -152,7 +152,8 @@ def achieved(observation: np.ndarray, task: np.ndarray) -> np.ndarray:
     top = part["handle_drawer"][..., 0] > OPEN
     bottom = part["button_drawer"][..., 0] > OPEN
     held = (obj[..., 2] > OBJECT_HALF + 0.01) & (part["gap"][..., 0] < 0.05) & (np.linalg.norm(obj - part["hand"], axis=-1) < 0.04)
-    in_tray = (np.abs(obj[..., :2] - tray[..., :2]).max(-1) < TRAY_INNER) & (obj[..., 2] < 0.05) & task[..., 3].astype(bool)
+    has = {name: task[..., OBJECTS.index(name)] > 0.5 for name in ("tray", "object")}
+    in_tray = (np.abs(obj[..., :2] - tray[..., :2]).max(-1) < TRAY_INNER) & (obj[..., 2] < 0.05) & has["tray"]
     tests = [
         np.linalg.norm(part["hand"] - goal, axis=-1) < HAND_REACHED,
         top,
@@ -160,7 +161,7 @@ def achieved(observation: np.ndarray, task: np.ndarray) -> np.ndarray:
         part["button"][..., 0] > PRESSED,
         held,
         obj[..., 2] > LIFTED,
-        in_tray & task[..., 4].astype(bool),
+        in_tray & has["object"],
         top & bottom,
     ]
     return np.choose(behaviour, tests)
