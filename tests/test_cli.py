@@ -124,6 +124,10 @@ def test_smoke_overlay_runs_with_other_task_configs(tmp_path, config):
     assert out.returncode == 0, out.stderr[-3000:]
     (run,) = _runs(tmp_path)
     assert "eval/test/final_return" in run.data.metrics and run.data.metrics["progress/phase"] == 1.0
+    if config == "sawyer.yaml":  # sparse rewards: success rates, and the generated scenes' pictures with the run
+        assert "eval/test/final_success" in run.data.metrics
+        pictures = _client(tmp_path).list_artifacts(run.info.run_id, "dataset_previews/train")
+        assert len(pictures) == 4 and all(p.path.endswith(".png") for p in pictures)
 
 
 @pytest.mark.parametrize("config", ["cheetah_vel.yaml", "walker_param.yaml"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
@@ -20,7 +22,8 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 
 
 class LogConfigToMLflow(SaveConfigCallback):
-    """``config.yaml`` as a run artifact, and every leaf of it as a ``config.<key>`` param."""
+    """``config.yaml`` as a run artifact, every leaf of it as a ``config.<key>`` param, and the
+    dataset's scene pictures where it has some."""
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         text = self.parser.dump(self.config, skip_none=False)
@@ -31,6 +34,9 @@ class LogConfigToMLflow(SaveConfigCallback):
                 try:
                     logger.experiment.log_text(logger.run_id, text, "config.yaml")
                     logger.log_hyperparams({f"config.{k}": v for k, v in params.items()})
+                    dataset_dir = getattr(trainer.datamodule, "dataset_dir", None)  # online PEARL has none
+                    if dataset_dir is not None and (Path(dataset_dir) / "previews").is_dir():  # Sawyer's scene pictures
+                        logger.experiment.log_artifacts(logger.run_id, str(Path(dataset_dir) / "previews"), "dataset_previews")
                 except Exception as err:  # the server may go away at any moment: the run goes on
                     rank_zero_warn(f"MLflow logging to {logger._tracking_uri} failed ({type(err).__name__}: {err}) "
                                    f"while logging the config; training goes on.")
