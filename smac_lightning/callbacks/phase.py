@@ -75,8 +75,8 @@ class SelfSupervisedPhase(L.Callback):
         if config.posterior_trajectories:
             z_adapted = sample(*module.encoder.posterior(exploration)).cpu()
             repeat = config.posterior_trajectories
-            # + 7: the adaptation lanes reset from other seeds than the exploration lanes
-            adapted = self._collector.trajectories(tasks.repeat_interleave(repeat), z_adapted.repeat_interleave(repeat, 0), round_seed + 7)
+            seed = round_seed + k * config.prior_trajectories  # past the exploration lanes' reset seeds
+            adapted = self._collector.trajectories(tasks.repeat_interleave(repeat), z_adapted.repeat_interleave(repeat, 0), seed)
             adapted = self._labelled(module, adapted, z_label.repeat_interleave(repeat, 0))
             rows = torch.cat([exploration, adapted.reshape(k, -1)], dim=1)
 
