@@ -35,8 +35,9 @@ class LogConfigToMLflow(SaveConfigCallback):
                     logger.experiment.log_text(logger.run_id, text, "config.yaml")
                     logger.log_hyperparams({f"config.{k}": v for k, v in params.items()})
                     dataset_dir = getattr(trainer.datamodule, "dataset_dir", None)  # online PEARL has none
-                    if dataset_dir is not None and (Path(dataset_dir) / "previews").is_dir():  # Sawyer's scene pictures
-                        logger.experiment.log_artifacts(logger.run_id, str(Path(dataset_dir) / "previews"), "dataset_previews")
+                    previews = None if dataset_dir is None else Path(dataset_dir) / "previews"
+                    if previews is not None and previews.is_dir():  # Sawyer's scene pictures
+                        logger.experiment.log_artifacts(logger.run_id, str(previews), "dataset_previews")
                 except Exception as err:  # the server may go away at any moment: the run goes on
                     rank_zero_warn(f"MLflow logging to {logger._tracking_uri} failed ({type(err).__name__}: {err}) "
                                    f"while logging the config; training goes on.")

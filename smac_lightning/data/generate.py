@@ -43,9 +43,9 @@ def generate_dataset(
             f"the {family.name} family's encoder buffers are taken from its RL buffers (one buffer, as in the "
             f"paper): data.encoder_size ({encoder_size}) must not exceed data.rl_size ({rl_size})"
         )
-    plan = [("train/rl", train, rl_size), ("train/encoder", train, encoder_size), ("test/encoder", test, encoder_size)]
-    if family.one_buffer:
-        plan.pop(1)
+    # One-buffer families take their training encoder rows from the RL rows (below).
+    plan = [("train/rl", train, rl_size)] + [("train/encoder", train, encoder_size)] * (not family.one_buffer)
+    plan.append(("test/encoder", test, encoder_size))
     episodes = sum(-(-size // family.data_horizon) for _, _, size in plan)
     bar = tqdm(total=episodes, desc=f"generating {family.name} dataset", unit="episode", disable=not progress)
     started = time.perf_counter()

@@ -26,7 +26,20 @@ BEHAVIOURS = (
     "open_both_drawers",
 )
 OBJECTS = ("handle_drawer", "button_drawer", "button", "tray", "object")
-TASK_DIM = len(OBJECTS) + 5
+# Task row: presence flags, then side, tray slot, object slot, behaviour, hand goal slot.
+SIDE, TRAY_SLOT, OBJECT_SLOT, BEHAVIOUR, GOAL_SLOT = range(len(OBJECTS), len(OBJECTS) + 5)
+TASK_DIM = GOAL_SLOT + 1
+# The objects each behaviour needs.
+NEEDS = {
+    "move_hand": (),
+    "open_top_drawer": ("handle_drawer",),
+    "open_bottom_drawer": ("button_drawer", "button"),
+    "push_button": ("button",),
+    "grasp_object": ("object",),
+    "lift_object": ("object",),
+    "object_in_tray": ("object", "tray"),
+    "open_both_drawers": ("handle_drawer", "button_drawer", "button"),
+}
 
 # Layout (metres). The drawer cabinet stands on the left (+y) or the right (-y) with its drawers
 # facing the robot; the button stands on the other side; tray and object have four slots each.
@@ -81,7 +94,7 @@ class Scene:
         if t.size != TASK_DIM:
             raise ValueError(f"Sawyer tasks have {TASK_DIM} entries, got {t.size}")
         flags = {name: bool(round(v)) for name, v in zip(OBJECTS, t[: len(OBJECTS)])}
-        side, tray, obj, behaviour, goal = (int(round(v)) for v in t[len(OBJECTS) :])
+        side, tray, obj, behaviour, goal = (int(round(v)) for v in t[SIDE:])
         return cls(flags, side, tray, obj, behaviour, goal)
 
     def to_task(self) -> np.ndarray:
@@ -116,17 +129,7 @@ class Scene:
 
 def feasible(present: dict[str, bool], num_behaviours: int) -> list[int]:
     """Behaviours (indices into ``BEHAVIOURS``) that the objects present make possible."""
-    needs = {
-        "move_hand": (),
-        "open_top_drawer": ("handle_drawer",),
-        "open_bottom_drawer": ("button_drawer", "button"),
-        "push_button": ("button",),
-        "grasp_object": ("object",),
-        "lift_object": ("object",),
-        "object_in_tray": ("object", "tray"),
-        "open_both_drawers": ("handle_drawer", "button_drawer", "button"),
-    }
-    return [i for i, name in enumerate(BEHAVIOURS[:num_behaviours]) if all(present[o] for o in needs[name])]
+    return [i for i, name in enumerate(BEHAVIOURS[:num_behaviours]) if all(present[o] for o in NEEDS[name])]
 
 
 def sample_scenes(n: int, seed: int, num_behaviours: int = 3) -> np.ndarray:
@@ -146,8 +149,8 @@ def achieved(observation: np.ndarray, task: np.ndarray) -> np.ndarray:
     """Whether each observation (``[..., 13]``) satisfies its task's desired behaviour (``[..., 10]``)."""
     obs, task = np.asarray(observation, np.float64), np.asarray(task, np.float64)
     part = {name: obs[..., s] for name, s in OBS_SLICES.items()}
-    behaviour = np.rint(task[..., len(OBJECTS) + 3]).astype(int)
-    goal = HAND_GOALS[np.rint(task[..., len(OBJECTS) + 4]).astype(int)]
+    behaviour = np.rint(task[..., BEHAVIOUR]).astype(int)
+    goal = HAND_GOALS[np.rint(task[..., GOAL_SLOT]).astype(int)]
     obj, tray = part["object"], part["tray"]
     top = part["handle_drawer"][..., 0] > OPEN
     bottom = part["button_drawer"][..., 0] > OPEN
