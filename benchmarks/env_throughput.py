@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from smac_lightning.collect import ExplorationCollector, TaskRollouts
+from smac_lightning.evaluation import prior
 from smac_lightning.envs import ALL_FAMILIES
 from smac_lightning.nn import TanhGaussianPolicy
 
@@ -73,7 +74,7 @@ def measure(name: str, steps: int, tasks: int, hidden: list[int]) -> dict:
         def run(n):
             done = 0
             while done < n:
-                done += collector.trajectories(torch.arange(lanes) % len(train), None, seed=done).numel()
+                done += collector.trajectories(torch.arange(lanes) % len(train), *prior(lanes, LATENT), seed=done).numel()
             return done
         return run
 

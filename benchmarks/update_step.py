@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 
 from smac_lightning.algos import SMAC, Phase
-from smac_lightning.losses import awac_actor_loss, kl_to_standard_normal, pearl_actor_loss, td_target
+from smac_lightning.losses import awac_actor_loss, awac_weights, kl_to_standard_normal, pearl_actor_loss, td_target
 from smac_lightning.nn import TanhGaussian
 from smac_lightning.nn.mlp import mlp
 
@@ -90,7 +90,7 @@ class Reference:
         q_new = torch.min(self.q1(s_new), self.q2(s_new))
         v = q_new.detach()
         q_data = torch.min(self.q1(sa), self.q2(sa)).detach()  # the duplicated forward
-        pi_loss = awac_actor_loss(d.log_prob(act), q_data, v, 100.0)
+        pi_loss = awac_actor_loss(d.log_prob(act), awac_weights(q_data, v, 100.0))
         if self_supervised:
             pi_loss = pi_loss + pearl_actor_loss(q_new, logp_new)
         self.opt_enc.zero_grad()

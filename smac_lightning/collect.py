@@ -10,30 +10,35 @@ from torch import nn
 from torchrl.collectors import Collector
 
 from smac_lightning.envs.base import TaskFamily
+from smac_lightning.evaluation import prior, sample
 from smac_lightning.lanes import TaskLanes
 from smac_lightning.nn import RewardDecoder, TanhGaussianPolicy
 from smac_lightning.rollout import rollout
 
 
 class LatentExplorer(nn.Module):
-    """The stochastic policy conditioned on ``z`` (set per trajectory), or on a fresh
-    z ~ N(0, I) at every step while ``z`` is None (the authors' exploration)."""
+    """The stochastic policy conditioned on z ~ N(``mean``, ``var``) (one row per lane), z drawn
+    afresh at every step (``per_step``, the authors' collection) or fixed by ``set_latent``."""
 
-    def __init__(self, policy: TanhGaussianPolicy, latent_dim: int):
+    def __init__(self, policy: TanhGaussianPolicy, latent_dim: int, per_step: bool = True):
         super().__init__()
         self.policy = policy
         self.latent_dim = latent_dim
-        self.z: torch.Tensor | None = None
+        self.per_step = per_step
+        self.mean = self.var = self.z = torch.zeros(1, latent_dim)
+
+    def set_latent(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        self.mean, self.var = mean, var
+        self.z = sample(mean, var)
 
     @torch.no_grad()
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        shape = (*observation.shape[:-1], self.latent_dim)
-        z = torch.randn(shape, device=observation.device) if self.z is None else self.z.expand(shape)
-        return self.policy(observation, z).rsample()[0]
+        z = sample(self.mean, self.var) if self.per_step else self.z
+        return self.policy(observation, z.to(observation.device).expand(*observation.shape[:-1], self.latent_dim)).rsample()[0]
 
 
 class ExplorationCollector:
-    """Trajectories on chosen training tasks with chosen z's, many at once.
+    """Trajectories on chosen training tasks with chosen z distributions, many at once.
 
     A TorchRL ``Collector`` over ``TaskLanes``: each call steps one lane per requested
     trajectory in lock-step, with one batched policy forward per step. Collectors are built
@@ -48,14 +53,13 @@ class ExplorationCollector:
         tasks: np.ndarray,
         policy: TanhGaussianPolicy,
         latent_dim: int,
-        resample_prior_every_step: bool = False,
+        per_step: bool = True,
         reward_free: bool = True,
     ):
         self.family = family
         self.tasks = tasks
         self.reward_free = reward_free
-        self._resample_prior = resample_prior_every_step
-        self.explorer = LatentExplorer(policy, latent_dim)
+        self.explorer = LatentExplorer(policy, latent_dim, per_step)
         self._lanes: dict[int, tuple[TaskLanes, Collector]] = {}
 
     def _collector(self, n: int) -> tuple[TaskLanes, Collector]:
@@ -76,16 +80,14 @@ class ExplorationCollector:
         )
         return lanes, collector
 
-    def trajectories(self, task_ids: torch.Tensor, z: torch.Tensor | None, seed: int) -> TensorDict:
+    def trajectories(self, task_ids: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, seed: int) -> TensorDict:
         """``[len(task_ids), horizon]`` transitions, one trajectory per entry, in the dataset's layout.
 
-        ``z`` (``[len(task_ids), d_z]``) conditions each trajectory; None explores with z ~ p(z).
-        A lane whose episode ends early starts another, as a single env would.
+        Lane ``i`` runs task ``task_ids[i]`` with z ~ N(``mean[i]``, ``var[i]``) (p(z): zeros and
+        ones). A lane whose episode ends early starts another, as a single env would.
         """
         n = len(task_ids)
-        if z is None and not self._resample_prior:
-            z = torch.randn(n, self.explorer.latent_dim)
-        self.explorer.z = z  # before a collector is built: building runs the policy on n lanes
+        self.explorer.set_latent(mean, var)  # before a collector is built: building runs the policy on n lanes
         lanes, collector = self._collector(n)
         lanes.assign(self.tasks[task_ids.numpy()], [seed + i for i in range(n)])
         batch = collector.next()

@@ -1,17 +1,18 @@
 """Meta-test adaptation, the paper's protocol, on many tasks at once.
 
 For every task (``runs_per_task`` times): ``num_exploration`` trajectories with
-z ~ p(z) drawn once per trajectory, then the posterior from everything they
-collected (true rewards), then one post-adaptation trajectory with z from that
-posterior. The posterior is never updated inside an episode. The reported
-number is the post-adaptation return. The same policy is also run with z from
-an offline history of the task: the gap between the two is the z-space shift
-of the paper's section 4.
+z ~ p(z), then the posterior from everything they collected (true rewards), then
+one post-adaptation trajectory with z from that posterior. z is drawn afresh at
+every step (the authors' protocol) or once per trajectory; the posterior itself is
+never updated inside an episode. The reported number is the post-adaptation
+return. The same policy is also run with z from an offline history of the task:
+the gap between the two is the z-space shift of the paper's section 4.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,18 +30,29 @@ class MetaTestProtocol:
     Args:
         num_exploration: exploration trajectories (z ~ prior) before adapting.
         runs_per_task: independent meta-episodes per task, averaged.
-        max_train_tasks: training tasks evaluated (the first ones); 0 skips them.
+        max_train_tasks: training tasks evaluated (drawn at random each evaluation); 0 skips them.
         deterministic: act with tanh of the policy mean.
+        resample_z: ``step``: a new z from the trajectory's distribution (p(z) while exploring, the
+            fixed posterior after) at every env step, as the authors evaluated and collected; or
+            ``trajectory``: one z per trajectory. Self-supervised collection follows the same setting.
+        offline_context_size: offline rows behind ``kl_offline_paper`` (the authors: 256).
     """
 
     num_exploration: int = 2
     runs_per_task: int = 4
     max_train_tasks: int = 10
     deterministic: bool = True
+    resample_z: Literal["step", "trajectory"] = "step"
+    offline_context_size: int = 256
 
 
 def sample(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     return mean + var.sqrt() * torch.randn_like(mean)
+
+
+def prior(n: int, latent_dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """p(z) = N(0, I) as ``n`` rows of mean and variance."""
+    return torch.zeros(n, latent_dim, device=device), torch.ones(n, latent_dim, device=device)
 
 
 def reward_error(decoder, history: TensorDict, z: torch.Tensor) -> float:
@@ -62,11 +74,11 @@ class MetaTester:
     def metric_names(self, offline_context: bool = True, decoder: bool = True) -> list[str]:
         """What ``run`` returns, given an offline context or not and a decoder or not."""
         names = [f"return_by_trajectory_{k}" for k in range(self.protocol.num_exploration + 1)]
-        names += ["final_return", "kl_online"] + ["reward_error_online"] * decoder
+        names += ["final_return", "kl_online_paper", "kl_online_matched"] + ["reward_error_online"] * decoder
         names += ["final_success"] * self._counts_success
         if offline_context:
-            names += ["final_return_offline_context", "kl_offline"] + ["reward_error_offline"] * decoder
-            names += ["final_success_offline_context"] * self._counts_success
+            names += ["final_return_offline_context", "kl_offline_paper", "kl_offline_matched"]
+            names += ["reward_error_offline"] * decoder + ["final_success_offline_context"] * self._counts_success
         return names
 
     @property
@@ -86,51 +98,68 @@ class MetaTester:
             self._envs[key] = [self.family.make_env(task) for task in repeated]
         return self._envs[key]
 
-    def _episode(self, envs, policy, z: torch.Tensor, seed: int) -> TensorDict:
+    def _episode(self, envs, policy, mean: torch.Tensor, var: torch.Tensor, seed: int) -> TensorDict:
+        """One episode per env with z ~ N(mean, var) (one row per env), drawn per step or once."""
+        per_step = self.protocol.resample_z == "step"
+        z = sample(mean, var)
+
         @torch.no_grad()
         def act(observation: np.ndarray) -> np.ndarray:
-            obs = torch.as_tensor(observation, dtype=z.dtype, device=z.device)
-            dist = policy(obs, z)
+            obs = torch.as_tensor(observation, dtype=mean.dtype, device=mean.device)
+            dist = policy(obs, sample(mean, var) if per_step else z)
             action = dist.deterministic if self.protocol.deterministic else dist.rsample()[0]
             return action.cpu().numpy()
 
-        return rollout(envs, act, self.family.horizon, seed=seed).to(z.device)
+        return rollout(envs, act, self.family.horizon, seed=seed).to(mean.device)
 
     @torch.no_grad()
-    def run(self, encoder, policy, tasks: np.ndarray, offline_context: TensorDict | None, seed: int = 0, decoder=None) -> dict:
-        """Metrics (floats) for ``tasks``; ``offline_context`` is ``[len(tasks), n]`` offline transitions.
+    def run(self, encoder, policy, tasks: np.ndarray, offline_context: TensorDict | None, seed: int = 0,
+            decoder=None, offline_context_paper: TensorDict | None = None, true_task_as_z: bool = False) -> dict:
+        """Metrics (floats) for ``tasks``; ``offline_context`` is ``[len(tasks), n]`` offline transitions,
+        the same count as the exploration collects, and ``offline_context_paper`` the authors' 256.
 
-        With ``decoder``, also how well each history's posterior mean explains that history's
-        true rewards (``reward_error_*``): large online but small offline means the encoder
-        misreads the agent's own exploration, not just that the policy is unused to its z's.
+        The z-shift diagnostics come in two definitions: ``kl_*_paper`` as the paper's Fig. 2 (online:
+        the whole meta-test history, adapted trajectory included; offline: 256 rows) and
+        ``kl_*_matched`` from equal counts (the exploration trajectories against as many offline
+        rows): a product of Gaussians sharpens with its number of factors, so only the second
+        compares like with like. With ``decoder``, also how well each history's posterior mean
+        explains that history's true rewards (``reward_error_*``). ``true_task_as_z`` puts each
+        task's description in z's place everywhere (the diagnostic upper bound).
         """
         envs = self._envs_for(tasks)
         runs = self.protocol.runs_per_task
         device = next(policy.parameters()).device
-        latent_dim = encoder.latent_dim
+        if true_task_as_z:
+            described = torch.as_tensor(tasks, dtype=torch.float32, device=device).repeat_interleave(runs, 0)
+            posterior = lambda context: (described, torch.zeros_like(described))  # noqa: E731
+            exploring = described, torch.zeros_like(described)
+        else:
+            posterior = encoder.posterior
+            exploring = prior(len(envs), encoder.latent_dim, device)
         history, returns = [], []
         for k in range(self.protocol.num_exploration):
-            z = torch.randn(len(envs), latent_dim, device=device)
-            history.append(self._episode(envs, policy, z, seed + 1000 * k))
+            history.append(self._episode(envs, policy, *exploring, seed + 1000 * k))
             returns.append(episode_returns(history[-1]))
         history = torch.cat(history, dim=1)
-        mean, var = encoder.posterior(history)
-        kl_online = kl_to_standard_normal(mean, var)
-        adapted = self._episode(envs, policy, sample(mean, var), seed + 1000 * self.protocol.num_exploration)
+        mean, var = posterior(history)
+        adapted = self._episode(envs, policy, mean, var, seed + 1000 * self.protocol.num_exploration)
         returns.append(episode_returns(adapted))
         metrics = {f"return_by_trajectory_{k}": r.mean().item() for k, r in enumerate(returns)}
         metrics["final_return"] = returns[-1].mean().item()
-        metrics["kl_online"] = kl_online.mean().item()
+        metrics["kl_online_matched"] = kl_to_standard_normal(mean, var).mean().item()
+        metrics["kl_online_paper"] = kl_to_standard_normal(*posterior(torch.cat([history, adapted], dim=1))).mean().item()
         if self._counts_success:
             metrics["final_success"] = self._success(adapted)
         if decoder is not None:
             metrics["reward_error_online"] = reward_error(decoder, history, mean)
         if offline_context is not None:
             context = offline_context.to(device).repeat_interleave(runs, dim=0)
-            mean, var = encoder.posterior(context)
-            offline = self._episode(envs, policy, sample(mean, var), seed + 7919)
+            mean, var = posterior(context)
+            offline = self._episode(envs, policy, mean, var, seed + 7919)
             metrics["final_return_offline_context"] = episode_returns(offline).mean().item()
-            metrics["kl_offline"] = kl_to_standard_normal(mean, var).mean().item()
+            metrics["kl_offline_matched"] = kl_to_standard_normal(mean, var).mean().item()
+            paper = offline_context if offline_context_paper is None else offline_context_paper
+            metrics["kl_offline_paper"] = kl_to_standard_normal(*posterior(paper.to(device))).mean().item()
             if self._counts_success:
                 metrics["final_success_offline_context"] = self._success(offline)
             if decoder is not None:

@@ -40,9 +40,20 @@ def awac_weights(q: torch.Tensor, v: torch.Tensor, beta: float) -> torch.Tensor:
     return (torch.softmax(advantage, 0) * advantage.numel()).view_as(q)
 
 
-def awac_actor_loss(log_prob: torch.Tensor, q: torch.Tensor, v: torch.Tensor, beta: float) -> torch.Tensor:
-    """Eq. (2): advantage-weighted log-likelihood of the dataset's actions."""
-    return -(log_prob * awac_weights(q, v, beta).detach()).mean()
+def awac_actor_loss(log_prob: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Eq. (2): the dataset's actions' log-likelihood weighted by ``awac_weights`` (held constant)."""
+    return -(log_prob * weights.detach()).mean()
+
+
+def behaviour_cloning_loss(log_prob: torch.Tensor) -> torch.Tensor:
+    """Meta behaviour cloning, the paper's imitation baseline: -log pi(a | s, z) of the dataset's actions."""
+    return -log_prob.mean()
+
+
+def effective_sample_fraction(weights: torch.Tensor) -> torch.Tensor:
+    """(sum w)^2 / (n sum w^2): 1 when the weights are uniform, 1/n when one row carries them all."""
+    w = weights.flatten()
+    return w.sum().pow(2) / (w.numel() * w.pow(2).sum())
 
 
 def pearl_actor_loss(q_new: torch.Tensor, log_prob_new: torch.Tensor, entropy_weight: float = 0.0) -> torch.Tensor:
@@ -51,6 +62,6 @@ def pearl_actor_loss(q_new: torch.Tensor, log_prob_new: torch.Tensor, entropy_we
 
 
 def reward_loss(predicted: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
-    """Eq. (3)'s reconstruction term: squared error summed over each task's history ``[T, n, 1]``,
-    averaged over tasks, so it is weighed against one KL per task as in the paper."""
-    return (predicted - reward).pow(2).sum((-2, -1)).mean()
+    """Eq. (3)'s reconstruction term as the authors trained it: squared error averaged over every
+    row ``[T, n, 1]`` (so ``kl_weight`` weighs one task's KL against one row's error)."""
+    return (predicted - reward).pow(2).mean()

@@ -43,8 +43,8 @@ def test_max_steps_is_refused_with_the_fix(tmp_path):
 
 
 def test_bad_self_supervised_settings_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="prior_trajectories >= 1"):
-        smoke_cli(tmp_path, "--model.self_supervised.prior_trajectories", "0")
+    with pytest.raises(ConfigError, match="prior_steps must be >= 1"):
+        smoke_cli(tmp_path, "--model.self_supervised.prior_steps", "0")
 
 
 @pytest.mark.slow
@@ -52,8 +52,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
     made = smoke_cli(tmp_path, "--trainer.log_every_n_steps", "5")
     compute = SMAC.compute_losses
 
-    def poisoned(module, context, rl):
-        losses = compute(module, context, rl)
+    def poisoned(module, context, rl, task=None):
+        losses = compute(module, context, rl, task)
         if module.updates >= 52:
             losses["critic_loss"] = losses["critic_loss"] * float("nan")
         return losses

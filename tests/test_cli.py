@@ -39,7 +39,7 @@ def test_smoke_run_is_logged_to_the_local_sqlite_store(smoke_run):
     assert phase == [0.0, 1.0]
     metrics = run.data.metrics
     for key in ["eval/test/final_return", "eval/train/final_return", "eval/test/return_by_trajectory_0",
-                "eval/test/return_by_trajectory_2", "diag/kl_offline", "diag/kl_online",
+                "eval/test/return_by_trajectory_2", "diag/kl_offline_paper", "diag/kl_online_paper", "diag/kl_offline_matched", "diag/kl_online_matched", "train/awac_ess",
                 "eval/test/final_return_offline_context", "train/critic_loss", "train/actor_loss",
                 "train/reward_loss", "train/kl", "train/pearl_loss", "diag/reward_error_online",
                 "eval/env_steps_per_second"]:
@@ -87,7 +87,7 @@ def test_a_checkpoint_loads_without_a_trainer(smoke_run):
     ckpt = next(cwd.glob("runs/*/*/checkpoints/last.ckpt"))
     module = SMAC.load_from_checkpoint(ckpt, map_location="cpu")
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-    assert torch.equal(module.policy.state_dict()["net.0.weight"], saved["state_dict"]["policy.net.0.weight"])
+    assert torch.equal(module.policy.state_dict()["trunk.0.weight"], saved["state_dict"]["policy.trunk.0.weight"])
     assert module.updates == saved["smac"]["updates"] == 80
     assert not torch.equal(torch.get_rng_state(), saved["rng"]["torch"])  # only a resumed fit takes the saved stream
 
@@ -150,7 +150,7 @@ def test_conf_files_parse(tmp_path):
 def test_ckpt_path_last_continues_the_same_run(tmp_path):
     first = run_cli(tmp_path, "fit", *SMOKE_ARGS)
     assert first.returncode == 0, first.stderr[-2000:]
-    longer = ("--model.self_supervised_updates", "80")
+    longer = ("--model.self_supervised.iterations", "4")
     resumed = run_cli(tmp_path, "fit", *SMOKE_ARGS, *longer, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from runs/" in resumed.stderr

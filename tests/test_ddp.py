@@ -36,7 +36,7 @@ def test_each_rank_collects_its_own_online_data(ddp_run):
 
 def test_evaluation_is_reduced_and_logged_once(ddp_run):
     out, (rank0, rank1) = ddp_run
-    for key in ("eval/test/final_return", "diag/kl_online"):
+    for key in ("eval/test/final_return", "diag/kl_online_paper"):
         assert rank0["metrics"][key] == rank1["metrics"][key]
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("smac_lightning")

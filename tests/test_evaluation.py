@@ -1,8 +1,10 @@
+import pytest
 import torch
 from tensordict import TensorDict
 
+from smac_lightning.collect import LatentExplorer
 from smac_lightning.evaluation import MetaTester, MetaTestProtocol, reward_error
-from smac_lightning.nn import ContextEncoder, TanhGaussianPolicy
+from smac_lightning.nn import ContextEncoder, TanhGaussian, TanhGaussianPolicy
 
 
 def test_meta_test_protocol_adapts_from_the_exploration_only(family):
@@ -18,12 +20,13 @@ def test_meta_test_protocol_adapts_from_the_exploration_only(family):
         batch_size=[3, 7],
     )
     metrics = MetaTester(family, MetaTestProtocol(num_exploration=2, runs_per_task=4)).run(encoder, policy, tasks, offline)
-    # one posterior per meta-episode (3 tasks x 4 runs) from exactly the 2 exploration episodes,
-    # then one from each task's offline history, repeated per run
-    assert seen == [(12, 2 * family.horizon), (12, 7)]
+    # one posterior per meta-episode (3 tasks x 4 runs) from exactly the 2 exploration episodes; the
+    # paper's online KL from the whole history (adapted episode too); then one from each task's
+    # offline history, repeated per run, and the paper's offline KL from the offline rows given
+    assert seen == [(12, 2 * family.horizon), (12, 3 * family.horizon), (12, 7), (3, 7)]
     assert metrics["final_return"] == metrics["return_by_trajectory_2"]
-    assert {"return_by_trajectory_0", "return_by_trajectory_1", "kl_online", "kl_offline",
-            "final_return_offline_context"} <= metrics.keys()
+    assert {"return_by_trajectory_0", "return_by_trajectory_1", "kl_online_paper", "kl_online_matched",
+            "kl_offline_paper", "kl_offline_matched", "final_return_offline_context"} <= metrics.keys()
     assert -2.0 * family.horizon < metrics["final_return"] <= 0.0  # dense rewards are minus distances
 
 
@@ -38,3 +41,33 @@ def test_reward_error_ignores_padding():
         batch_size=[1, 3],
     )
     assert reward_error(Zero(), history, torch.zeros(1, 5)) == 5.0  # (1 + 9) / 2
+
+
+class _ActsItsZ(torch.nn.Module):
+    """A policy whose action is tanh of z's first two entries: what z each step got is visible."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, observation, z):
+        return TanhGaussian(z[..., :2], torch.full_like(z[..., :2], -20.0))
+
+
+@pytest.mark.parametrize("resample_z", ["step", "trajectory"])
+def test_meta_test_draws_z_per_step_or_per_trajectory(family, resample_z):
+    tester = MetaTester(family, MetaTestProtocol(runs_per_task=1, resample_z=resample_z))
+    envs = tester._envs_for(family.task_sets()[1][:2])
+    mean, var = torch.zeros(2, 3), torch.ones(2, 3)
+    actions = tester._episode(envs, _ActsItsZ(), mean, var, seed=0)["action"]  # [2, horizon, 2]
+    changes = (actions[:, 1:] != actions[:, :1]).any(-1)
+    assert changes.all() if resample_z == "step" else not changes.any()
+
+
+@pytest.mark.parametrize("per_step", [True, False])
+def test_collection_explorer_draws_z_per_step_or_per_trajectory(per_step):
+    explorer = LatentExplorer(_ActsItsZ(), latent_dim=3, per_step=per_step)
+    explorer.set_latent(torch.zeros(4, 3), torch.ones(4, 3))
+    obs = torch.zeros(4, 2)
+    first, second = explorer(obs), explorer(obs)
+    assert (not torch.allclose(first, second)) if per_step else torch.equal(first, second)

@@ -5,6 +5,7 @@ import torch
 from torchrl.envs.utils import check_env_specs
 
 from smac_lightning.collect import ExplorationCollector
+from smac_lightning.evaluation import prior
 from smac_lightning.envs import HopperParamFamily, PointRobotFamily
 from smac_lightning.envs.point_robot import point_robot_reward
 from smac_lightning.lanes import TaskLanes
@@ -33,7 +34,7 @@ def test_each_lane_runs_its_own_task_and_seeds_repeat():
     collector, train = _collector(family)
     tasks = torch.tensor([4, 1, 4, 0])
     torch.manual_seed(1)
-    batch = collector.trajectories(tasks, None, seed=5)
+    batch = collector.trajectories(tasks, *prior(4, 3), seed=5)
     assert tuple(batch.batch_size) == (4, 10)
     assert (batch["task"].squeeze(-1) == tasks[:, None]).all()
     for lane, task in enumerate(tasks.tolist()):
@@ -43,10 +44,10 @@ def test_each_lane_runs_its_own_task_and_seeds_repeat():
     # lanes 0 and 2 run the same task with different z's: different trajectories
     assert not torch.equal(batch["action"][0], batch["action"][2])
     torch.manual_seed(1)
-    again = collector.trajectories(tasks, None, seed=5)
+    again = collector.trajectories(tasks, *prior(4, 3), seed=5)
     assert torch.equal(again["observation"], batch["observation"]) and torch.equal(again["action"], batch["action"])
     # fewer lanes next (a round's adaptation stage after its exploration), with a z per lane
-    adapted = collector.trajectories(torch.tensor([2, 3]), torch.randn(2, 3), seed=9)
+    adapted = collector.trajectories(torch.tensor([2, 3]), torch.randn(2, 3), torch.full((2, 3), 0.1), seed=9)
     assert tuple(adapted.batch_size) == (2, 10) and (adapted["task"][:, 0, 0] == torch.tensor([2, 3])).all()
     collector.shutdown()
 
@@ -54,7 +55,7 @@ def test_each_lane_runs_its_own_task_and_seeds_repeat():
 def test_a_lane_whose_episode_ends_early_starts_another():
     family = HopperParamFamily(num_train_tasks=2, num_test_tasks=1, horizon=200)
     collector, _ = _collector(family)
-    batch = collector.trajectories(torch.tensor([0, 1]), None, seed=0)
+    batch = collector.trajectories(torch.tensor([0, 1]), *prior(2, 3), seed=0)
     assert tuple(batch.batch_size) == (2, 200)
     ended = batch["terminated"].squeeze(-1)
     assert ended.any(), "an untrained hopper falls within 200 steps"

@@ -7,6 +7,8 @@ from torch.distributions.transforms import TanhTransform
 
 from smac_lightning.losses import (
     awac_actor_loss,
+    behaviour_cloning_loss,
+    effective_sample_fraction,
     awac_weights,
     critic_loss,
     kl_to_standard_normal,
@@ -84,7 +86,7 @@ def test_awac_actor_loss_by_hand():
     log_prob = torch.tensor([[-1.0], [-2.0]], requires_grad=True)
     q, v = torch.tensor([[0.0], [math.log(3.0)]]), torch.zeros(2, 1)
     # weights: softmax([0, log 3]) * 2 = [0.5, 1.5]; loss = -(0.5 * -1 + 1.5 * -2) / 2 = 1.75
-    loss = awac_actor_loss(log_prob, q, v, beta=1.0)
+    loss = awac_actor_loss(log_prob, awac_weights(q, v, beta=1.0))
     assert loss.item() == pytest.approx(1.75)
     loss.backward()
     torch.testing.assert_close(log_prob.grad, torch.tensor([[-0.25], [-0.75]]))
@@ -96,11 +98,26 @@ def test_pearl_actor_loss_by_hand():
     assert pearl_actor_loss(q_new, log_prob, entropy_weight=0.5).item() == pytest.approx(-4.0)
 
 
-def test_reward_loss_sums_over_the_history_and_averages_over_tasks():
+def test_reward_loss_averages_over_every_row():
     predicted = torch.tensor([[[1.0], [3.0]], [[0.0], [0.0]]])  # [tasks=2, n=2, 1]
     reward = torch.tensor([[[0.0], [1.0]], [[2.0], [0.0]]])
-    # task 0: 1 + 4 = 5; task 1: 4 + 0 = 4; mean 4.5
-    assert reward_loss(predicted, reward).item() == pytest.approx(4.5)
+    # squared errors 1, 4, 4, 0: mean 2.25 (the authors' MSE over the RL rows)
+    assert reward_loss(predicted, reward).item() == pytest.approx(2.25)
+
+
+def test_behaviour_cloning_loss_is_the_negative_mean_log_likelihood():
+    log_prob = torch.tensor([[-1.0], [-3.0]], requires_grad=True)
+    loss = behaviour_cloning_loss(log_prob)
+    assert loss.item() == pytest.approx(2.0)
+    loss.backward()
+    torch.testing.assert_close(log_prob.grad, torch.tensor([[-0.5], [-0.5]]))
+
+
+def test_effective_sample_fraction_of_uniform_and_peaked_weights():
+    assert effective_sample_fraction(torch.ones(4, 1)).item() == pytest.approx(1.0)
+    assert effective_sample_fraction(torch.tensor([4.0, 0.0, 0.0, 0.0])).item() == pytest.approx(0.25)
+    # weights 1, 3: (4)^2 / (2 * 10) = 0.8
+    assert effective_sample_fraction(torch.tensor([1.0, 3.0])).item() == pytest.approx(0.8)
 
 
 def test_product_of_two_gaussians_matches_closed_form():

@@ -104,7 +104,7 @@ def test_pearl_run_is_logged_and_checkpointed(pearl_run):
     (run,) = client.search_runs([client.get_experiment_by_name("smac_lightning").experiment_id])
     for key in ("eval/test/final_return", "train/alpha", "train/critic_loss", "progress/env_steps"):
         assert key in run.data.metrics, key
-    assert "eval/test/kl_offline" not in run.data.metrics  # no offline data to condition on
+    assert "eval/test/kl_offline_paper" not in run.data.metrics  # no offline data to condition on
     (last,) = (tmp_path / "runs").rglob("last.ckpt")
     assert torch.load(last, weights_only=False)["pearl"]["iterations_collected"] == 3
 

@@ -98,17 +98,26 @@ def test_datamodule_meta_batches(family, dataset_dir):
     dm = OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=4, batch_size=8, context_size=5)
     batch = next(iter(dm.train_dataloader()))
     assert batch["rl"].batch_size == (4, 8) and batch["context"].batch_size == (4, 5)
-    assert len(set(batch["task"].tolist())) == 4  # distinct tasks in a meta-batch
     assert (batch["rl"]["task"].squeeze(-1) == batch["task"][:, None]).all()
     assert (batch["context"]["task"].squeeze(-1) == batch["task"][:, None]).all()
+    torch.testing.assert_close(batch["task_description"], dm.train_tasks[batch["task"]].float())
     assert dm.obs_dim == 2 and dm.act_dim == 2
 
 
-def test_meta_batch_larger_than_the_task_set_is_refused(family, dataset_dir):
-    import pytest
+def test_meta_batch_tasks_are_drawn_with_replacement(family, dataset_dir):
+    dm = OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=9, batch_size=8, context_size=5)
+    tasks = dm.sample_meta_batch(torch.Generator().manual_seed(0))["task"]
+    assert len(tasks) == 9 and len(set(tasks.tolist())) < 9  # more draws than the 6 tasks: repeats
 
-    with pytest.raises(ValueError, match="meta_batch=9 exceeds the 6 training tasks"):
-        OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=9)
+
+def test_rl_batch_grows_at_the_phase_switch_and_contexts_come_from_the_rl_buffer(family, dataset_dir):
+    dm = OfflineMetaDataModule(family, str(dataset_dir), 50, 30, batch_size=8, online_batch_size=12, context_size=5)
+    assert dm.encoder is dm.rl  # the authors' default: the encoder buffer is the RL buffer
+    dm.online_from_batch = 3
+    sizes = [batch["rl"].batch_size[1] for batch, _ in zip(dm.train_dataloader(), range(5))]
+    assert sizes == [8, 8, 8, 12, 12]
+    separate = OfflineMetaDataModule(family, str(dataset_dir), 50, 30, encoder_buffer="separate")
+    assert separate.encoder is not separate.rl and separate.encoder.offline_size == 30
 
 
 def test_windows_are_the_first_or_last_rows_in_the_order_written():

@@ -8,7 +8,7 @@ from smac_lightning.algos import Phase
 from helpers import smoke_cli
 
 pytestmark = pytest.mark.slow
-LONGER = ("--model.self_supervised_updates", "80", "--checkpoint.save_top_k", "-1")
+LONGER = ("--model.self_supervised.iterations", "4", "--checkpoint.save_top_k", "-1")
 
 
 def _final_state(made):

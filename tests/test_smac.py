@@ -107,37 +107,125 @@ def test_self_supervised_phase_appends_generated_rows_without_the_true_reward(se
     made, watch, _ = self_supervised_run
     dm, module = made.datamodule, made.model
     assert watch.training_self_supervised  # the tripwire was armed and nothing tripped it
-    # smoke config: rounds of 1 exploration + 1 adapted 20-step trajectory, 0.5 updates per
-    # transition: rounds at self-supervised updates 0 and 20, none at 40 (the end)
-    assert module.online_transitions == 80
-    for buffer in (dm.rl, dm.encoder):
-        filled = buffer.sizes - buffer.offline_size
-        rows = torch.cat([buffer.storage[t, buffer.offline_size : buffer.offline_size + int(n)] for t, n in enumerate(filled)])
-        assert rows["generated"].all() and torch.isfinite(rows["reward"]).all()
-        owners = torch.nonzero(filled)[:, 0]
-        assert (rows["task"].squeeze(-1)[:, None] == owners).any(-1).all()
-    assert int((dm.rl.sizes - dm.rl.offline_size).sum()) == 80
-    # encoder_buffer=replace: a task's contexts are its latest exploration trajectory only
-    explored = dm.encoder.start > 0
-    assert explored.any()
-    assert ((dm.encoder.sizes - dm.encoder.start)[explored] == 20).all()
-    assert (dm.encoder.start[~explored] == 0).all()
+    # smoke config: 2 iterations of 20 updates, each 2 tasks x (1 prior + 2 posterior 20-step
+    # trajectories) = 120 env steps, collected at self-supervised updates 0 and 20
+    assert module.iterations_done == 2 and module.online_transitions == 240
+    assert dm.encoder is dm.rl  # the default: contexts come from the RL buffer, online rows included
+    filled = dm.rl.sizes - dm.rl.offline_size
+    assert int(filled.sum()) == 240
+    rows = torch.cat([dm.rl.storage[t, dm.rl.offline_size : dm.rl.offline_size + int(n)] for t, n in enumerate(filled)])
+    assert rows["generated"].all() and torch.isfinite(rows["reward"]).all()
+    owners = torch.nonzero(filled)[:, 0]
+    assert (rows["task"].squeeze(-1)[:, None] == owners).any(-1).all()
+
+
+def _one_iteration(tmp_path, *overrides):
+    """One self-supervised iteration's collection, run directly on a fresh smoke module at the switch."""
+    from types import SimpleNamespace
+
+    from smac_lightning.callbacks.phase import SelfSupervisedPhase, freeze
+
+    made = smoke_cli(tmp_path, *overrides)
+    module, dm = made.model, made.datamodule
+    module.phase = Phase.SELF_SUPERVISED
+    freeze(module.encoder, module.decoder)
+    phase = SelfSupervisedPhase()
+    phase.collect(SimpleNamespace(datamodule=dm, global_rank=0), module)
+    # collection draws z as meta-test does
+    assert phase._collector.explorer.per_step == (module.evaluation.resample_z == "step")
+    return module, dm
+
+
+@pytest.mark.parametrize("mode", ["append", "freeze"])
+def test_a_separate_encoder_buffer_gets_the_prior_rows_unless_frozen(tmp_path, mode):
+    module, dm = _one_iteration(
+        tmp_path, "--data.encoder_buffer", "separate", "--model.self_supervised.encoder_buffer", mode,
+        "--model.self_supervised.prior_steps", "30",  # rounds up to 2 whole 20-step trajectories per task
+        "--model.evaluation.resample_z", "trajectory" if mode == "freeze" else "step",
+    )
+    # 2 tasks (drawn with replacement) x (2 prior + 2 posterior trajectories) x 20 steps
+    assert module.online_transitions == 160 and int((dm.rl.sizes - dm.rl.offline_size).sum()) == 160
+    to_encoder = int((dm.encoder.sizes - dm.encoder.offline_size).sum())
+    assert to_encoder == (80 if mode == "append" else 0)  # prior rows only, never the posterior ones
+
+
+def test_posterior_trajectories_infer_z_from_the_tasks_encoder_buffer_after_a_prior_one(tmp_path, monkeypatch):
+    from smac_lightning.collect import ExplorationCollector
+
+    seen = []
+    original = ExplorationCollector.trajectories
+
+    def spy(self, task_ids, mean, var, seed):
+        seen.append((task_ids.clone(), mean.clone(), var.clone()))
+        return original(self, task_ids, mean, var, seed)
+
+    monkeypatch.setattr(ExplorationCollector, "trajectories", spy)
+    _one_iteration(tmp_path)
+    (prior_tasks, prior_mean, prior_var), (post_tasks, post_mean, post_var) = seen
+    assert len(prior_tasks) == 2 and len(post_tasks) == 4  # 2 tasks x 1 prior; 2 tasks x 2 posterior
+    assert (prior_mean == 0).all() and (prior_var == 1).all()
+    assert torch.equal(post_tasks, prior_tasks.repeat_interleave(2))
+    first = torch.tensor([True, False, True, False])  # each task's first posterior trajectory: p(z)
+    assert (post_mean[first] == 0).all() and (post_var[first] == 1).all()
+    assert (post_var[~first] < 1).all()  # a posterior from 32 rows is narrower than the prior
+
+
+def test_meta_behaviour_cloning_is_the_dataset_actions_negative_log_likelihood(tmp_path):
+    made = smoke_cli(tmp_path, "--model.actor_loss", "bc")
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    torch.manual_seed(0)
+    losses = module.compute_losses(batch["context"], batch["rl"])
+    torch.manual_seed(0)
+    mean, var = module.encoder.posterior(batch["context"])
+    z = mean + var.sqrt() * torch.randn_like(mean)
+    rl = batch["rl"]
+    expected = -module.policy(rl["observation"], z.unsqueeze(1).expand(4, rl.batch_size[1], 5)).log_prob(rl["action"]).mean()
+    torch.testing.assert_close(losses["actor_loss"], expected)
+
+
+def test_eq3_reconstructs_the_rl_rows_from_z_inferred_on_the_context(tmp_path):
+    made = smoke_cli(tmp_path)
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    torch.manual_seed(0)
+    losses = module.compute_losses(batch["context"], batch["rl"])
+    torch.manual_seed(0)
+    mean, var = module.encoder.posterior(batch["context"])
+    z = mean + var.sqrt() * torch.randn_like(mean)
+    rl = batch["rl"]
+    predicted = module.decoder(rl["observation"], rl["action"], z.unsqueeze(1).expand(4, rl.batch_size[1], 5))
+    error = (predicted - rl["reward"]).pow(2).mean()  # over every RL row, not the context's
+    kl = (0.5 * (var + mean.pow(2) - 1 - var.log()).sum(-1)).mean()  # summed over dims, mean over tasks
+    torch.testing.assert_close(losses["reward_loss"], error)
+    torch.testing.assert_close(losses["encoder_loss"], error + 0.1 * kl)
+
+
+def test_true_task_as_z_needs_the_task_size_and_trains_no_encoder(tmp_path):
+    from smac_lightning.errors import ConfigError
+
+    made = smoke_cli(tmp_path, "--model.true_task_as_z", "true", "--model.latent_dim", "2")
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    losses = module.compute_losses(batch["context"], batch["rl"], batch["task_description"])
+    assert "encoder_loss" not in losses and "kl" not in losses
+    (losses["critic_loss"] + losses["actor_loss"]).backward()
+    assert all(p.grad is None for p in module.encoder.parameters())
+    wrong = smoke_cli(tmp_path / "wrong", "--model.true_task_as_z", "true")  # latent_dim 5, goals are 2-d
+    with pytest.raises(ConfigError, match="set model.latent_dim: 2"):
+        wrong.trainer.fit(wrong.model, wrong.datamodule)
 
 
 def test_checkpoint_in_the_self_supervised_phase_resumes_it(self_supervised_run):
     made, _, tmp_path = self_supervised_run
     checkpoints = sorted((tmp_path / "runs").rglob("*step=200.ckpt"))  # 40*3 + 40*2 optimizer steps: the end
     assert checkpoints, list((tmp_path / "runs").rglob("*.ckpt"))
-    # Continue the finished run for 40 more self-supervised updates from its checkpoint.
+    # Continue the finished run for 2 more self-supervised iterations (40 updates) from its checkpoint.
     resumed = smoke_cli(tmp_path / "resumed", "--data.dataset_dir", str(tmp_path / "data"),
-                        "--model.self_supervised_updates", "80")
+                        "--model.self_supervised.iterations", "4")
     resumed.trainer.fit(resumed.model, resumed.datamodule, ckpt_path=str(checkpoints[0]))
     module, dm = resumed.model, resumed.datamodule
     assert module.phase == Phase.SELF_SUPERVISED and module.updates == 120
-    # the 80 transitions from before were restored, not re-collected: rounds fall due again at
-    # self-supervised updates 40 (40 >= 80 * 0.5) and 60 (60 >= 120 * 0.5), 40 transitions each
-    assert module.online_transitions == 160
-    assert int((dm.rl.sizes - dm.rl.offline_size).sum()) == 160
+    # the 240 transitions from before were restored, not re-collected; iterations 3 and 4 add 120 each
+    assert module.iterations_done == 4 and module.online_transitions == 480
+    assert int((dm.rl.sizes - dm.rl.offline_size).sum()) == 480
     for key, value in module.encoder.state_dict().items():
         assert torch.equal(value, made.model.encoder.state_dict()[key])
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 import time
 
 import torch
+from tensordict import TensorDict
 
 from smac_lightning.evaluation import MetaTester
 
-DIAGNOSTICS = ("kl_offline", "kl_online", "reward_error_offline", "reward_error_online")
+DIAGNOSTICS = (
+    "kl_offline_paper", "kl_online_paper", "kl_offline_matched", "kl_online_matched",
+    "reward_error_offline", "reward_error_online",
+)
+
+
+def draw_rows(buffer: TensorDict, n: int, generator: torch.Generator) -> TensorDict:
+    """``n`` rows drawn uniformly with replacement from each task's row of ``buffer`` ``[tasks, rows]``."""
+    tasks, available = buffer.batch_size
+    return buffer[torch.arange(tasks)[:, None], (torch.rand(tasks, n, generator=generator) * available).long()]
 
 
 class MetaTestMixin:
@@ -29,24 +39,27 @@ class MetaTestMixin:
         dm = self.trainer.datamodule
         if self._tester is None:
             self._tester = MetaTester(dm.family, self.evaluation)
-        decoder = getattr(self, "decoder", None)
+        true_task = bool(self.hparams.get("true_task_as_z", False))
+        decoder = None if true_task else getattr(self, "decoder", None)
         context_size = self.evaluation.num_exploration * dm.family.horizon
         seed = self.updates  # fresh but reproducible initial states and noise per evaluation
         generator = torch.Generator().manual_seed(seed)
         rank, world = self.trainer.global_rank, self.trainer.world_size
         weighted: dict[str, torch.Tensor] = {}
         started, env_steps = time.perf_counter(), 0
-        for split, (tasks, offline) in dm.evaluation_splits(self.evaluation.max_train_tasks).items():
-            context = None
+        for split, (tasks, offline) in dm.evaluation_splits(self.evaluation.max_train_tasks, generator).items():
+            context = paper = None
             if offline is not None:
-                index = (torch.rand(len(tasks), context_size, generator=generator) * offline.batch_size[1]).long()
-                context = offline[torch.arange(len(tasks))[:, None], index]
+                context = draw_rows(offline, context_size, generator)
+                paper = draw_rows(offline, self.evaluation.offline_context_size, generator)
             shard = slice(rank, None, world)
             count = len(tasks[shard])
             result = {}
             if count:
-                shard_context = None if context is None else context[shard]
-                result = self._tester.run(self.encoder, self.policy, tasks[shard].numpy(), shard_context, seed, decoder)
+                result = self._tester.run(
+                    self.encoder, self.policy, tasks[shard].numpy(), None if context is None else context[shard], seed, decoder,
+                    offline_context_paper=None if paper is None else paper[shard], true_task_as_z=true_task,
+                )
             episodes = count * self.evaluation.runs_per_task * (self.evaluation.num_exploration + 2)
             env_steps += episodes * dm.family.horizon  # at most: episodes may end early
             for key in self._tester.metric_names(offline is not None, decoder is not None):

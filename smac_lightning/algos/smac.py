@@ -16,7 +16,10 @@ from smac_lightning.algos.base import MetaLearner
 from smac_lightning.evaluation import MetaTestProtocol, sample
 from smac_lightning.losses import (
     awac_actor_loss,
+    awac_weights,
+    behaviour_cloning_loss,
     critic_loss,
+    effective_sample_fraction,
     kl_to_standard_normal,
     pearl_actor_loss,
     reward_loss,
@@ -32,51 +35,61 @@ class Phase(IntEnum):
 
 @dataclass
 class SelfSupervisedConfig:
-    """The self-supervised phase.
+    """The self-supervised phase, in the authors' units.
 
-    Each collection round picks ``tasks_per_round`` random training tasks and rolls out on
-    each, reward-free, what meta-test will do: ``prior_trajectories`` with z ~ p(z), then
-    ``posterior_trajectories`` with z ~ q(z | those trajectories, labelled); the trajectories of
-    a stage run in lock-step. All of a task's trajectories are labelled by the frozen decoder
-    with one z ~ q(z | h_offline) from ``label_context_size`` offline transitions of that task
-    (eq. 4) and appended to the task's RL buffer. The prior (exploration) trajectories go to
-    its encoder buffer as ``encoder_buffer`` says: ``replace`` (PEARL's collection: the
-    task's contexts come from its latest exploration only, so the policy trains on the z's
-    it will meet at meta-test), ``append`` (added beside the offline rows), or ``freeze``
-    (not added; what the paper did on Cheetah Velocity).
+    The phase runs ``iterations`` iterations. Each one first collects, reward-free, on
+    ``tasks_per_iteration`` training tasks drawn with replacement: ``prior_steps`` with
+    z ~ p(z), then ``posterior_steps`` of which each task's first trajectory has z ~ p(z) and
+    the others z ~ q(z | ``context_size`` rows of the task's encoder buffer). z is resampled
+    every step or once per trajectory as ``model.evaluation.resample_z`` says, so collection and
+    meta-test never disagree. Whole trajectories are collected until a task has the steps; the
+    trajectories of a stage run in lock-step. Every trajectory is labelled by the frozen decoder
+    with its own z ~ q(z | ``context_size`` offline rows of its task), the encoder buffer as it
+    was at the switch (eq. 4). All rows go to the task's RL buffer; the prior rows also go to a
+    separate encoder buffer (``data.encoder_buffer: separate``) unless ``encoder_buffer`` is
+    ``freeze``. Then ``updates_per_iteration`` gradient updates follow.
 
     Args:
-        updates_per_transition: gradient updates per collected env transition (paper: 4).
-        tasks_per_round: training tasks collected on together per round (the authors: 5).
-        prior_trajectories: exploration trajectories per round, z ~ p(z).
-        posterior_trajectories: trajectories per round with z from the labelled exploration.
-        resample_prior_every_step: draw a new z ~ p(z) at every exploration step (the authors'
-            collection) instead of one per trajectory (as at meta-test).
-        label_context_size: offline transitions in the history whose posterior labels a round.
-        encoder_buffer: ``replace``, ``append`` or ``freeze``: what exploration does to encoder buffers.
+        iterations: collect-then-train iterations (the authors: 51 on Cheetah, 501 by default).
+        updates_per_iteration: gradient updates per iteration (the authors: 4,000 train steps x
+            4 context slices = 16,000).
+        tasks_per_iteration: training tasks drawn (with replacement) to collect on per iteration.
+        prior_steps: env steps per task with z ~ p(z) (the authors: 400).
+        posterior_steps: further env steps per task, the first trajectory with z ~ p(z), the rest
+            with z from the task's encoder buffer (the authors: 600).
+        context_size: rows of a task's buffer a collection posterior is inferred from (labels and
+            posterior trajectories; the authors: 256).
+        encoder_buffer: ``append`` or ``freeze``: whether prior rows join a separate encoder
+            buffer (the authors appended, also on Cheetah; the paper's text says Cheetah froze it).
         rewards: ``generated`` (SMAC: the frozen decoder labels the online data) or ``true`` (the
             paper's Online Oracle: the env's ground-truth rewards, everything else unchanged).
     """
 
-    updates_per_transition: float = 4.0
-    tasks_per_round: int = 1
-    prior_trajectories: int = 2
-    posterior_trajectories: int = 1
-    resample_prior_every_step: bool = False
-    label_context_size: int = 256
-    encoder_buffer: Literal["replace", "append", "freeze"] = "replace"
+    iterations: int = 501
+    updates_per_iteration: int = 16_000
+    tasks_per_iteration: int = 5
+    prior_steps: int = 400
+    posterior_steps: int = 600
+    context_size: int = 256
+    encoder_buffer: Literal["append", "freeze"] = "append"
     rewards: Literal["generated", "true"] = "generated"
 
     def __post_init__(self):
-        if self.updates_per_transition <= 0:
-            raise ConfigError(f"model.self_supervised.updates_per_transition must be > 0, got {self.updates_per_transition}")
-        if self.tasks_per_round < 1:
-            raise ConfigError(f"model.self_supervised.tasks_per_round must be >= 1, got {self.tasks_per_round}")
-        if self.prior_trajectories < 1 or self.posterior_trajectories < 0:
-            raise ConfigError(
-                "model.self_supervised needs prior_trajectories >= 1 (the adapted trajectories are conditioned "
-                f"on them) and posterior_trajectories >= 0, got {self.prior_trajectories} and {self.posterior_trajectories}"
-            )
+        name = "model.self_supervised"
+        if self.iterations < 0:
+            raise ConfigError(f"{name}.iterations must be >= 0, got {self.iterations}")
+        for key in ("updates_per_iteration", "tasks_per_iteration", "prior_steps", "context_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(
+                    f"{name}.{key} must be >= 1, got {getattr(self, key)}"
+                    + (" (the adapted trajectories are conditioned on the prior ones)" if key == "prior_steps" else "")
+                )
+        if self.posterior_steps < 0:
+            raise ConfigError(f"{name}.posterior_steps must be >= 0, got {self.posterior_steps}")
+
+    @property
+    def updates(self) -> int:
+        return self.iterations * self.updates_per_iteration
 
 
 def _as(cls, value):
@@ -103,8 +116,9 @@ class SMAC(MetaLearner):
         awac_beta: float = 100.0,
         kl_weight: float = 0.1,
         lambda_pearl: float = 1.0,
+        actor_loss: Literal["awac", "bc"] = "awac",
+        true_task_as_z: bool = False,
         offline_updates: int = 50_000,
-        self_supervised_updates: int = 50_000,
         self_supervised: SelfSupervisedConfig = SelfSupervisedConfig(),
         evaluation: MetaTestProtocol = MetaTestProtocol(),
         compile_losses: bool = False,
@@ -124,11 +138,16 @@ class SMAC(MetaLearner):
             tau: soft target update rate.
             reward_scale: multiplies rewards in the Bellman target.
             awac_beta: AWAC temperature (lambda in eq. 2).
-            kl_weight: weight of KL(q(z|h) || p(z)) in the encoder loss.
+            kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error
+                (averaged over rows) in eq. 3.
             lambda_pearl: weight of the PEARL actor loss in the self-supervised phase.
+            actor_loss: ``awac`` (eq. 2) or ``bc``: meta behaviour cloning, -log pi(a | s, z) of the
+                dataset's actions, the paper's imitation baseline.
+            true_task_as_z: diagnostic upper bound: the task's true description takes z's place in
+                policy and critic (training and meta-test); no encoder is trained. ``latent_dim``
+                must then be the size of the family's task description.
             offline_updates: gradient updates of the offline phase.
-            self_supervised_updates: gradient updates of the self-supervised phase.
-            self_supervised: how the self-supervised phase collects and labels data.
+            self_supervised: the self-supervised phase (its budget is ``iterations`` x ``updates_per_iteration``).
             evaluation: the meta-test protocol.
             compile_losses: run the loss computation through ``torch.compile`` (first update ~30 s slower).
         """
@@ -144,28 +163,45 @@ class SMAC(MetaLearner):
         self.evaluation = _as(MetaTestProtocol, evaluation)
         self.phase = Phase.OFFLINE
         self.online_transitions = 0
+        self.iterations_done = 0
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self._trainer is None:  # set up by hand, outside a Trainer
+            return
+        dm = self.trainer.datamodule
+        dm.online_from_batch = self.hparams.offline_updates  # the self-supervised phase's RL batch size
+        if self.hparams.true_task_as_z and dm.task_dim != self.hparams.latent_dim:
+            raise ConfigError(
+                f"model.true_task_as_z puts the {dm.task_dim}-d task description in z's place: "
+                f"set model.latent_dim: {dm.task_dim} (it is {self.hparams.latent_dim})"
+            )
 
     # ----------------------------------------------------------------- the update
 
-    def compute_losses(self, context: TensorDict, rl: TensorDict) -> dict[str, torch.Tensor]:
-        """All of SMAC's losses for one meta-batch (``context`` ``[T, C]``, ``rl`` ``[T, B]``)."""
+    def compute_losses(self, context: TensorDict, rl: TensorDict, task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """All of SMAC's losses for one meta-batch (``context`` ``[T, C]``, ``rl`` ``[T, B]``;
+        ``task``, ``[T, task_dim]``, only with ``true_task_as_z``)."""
         hp = self.hparams
-        train_encoder = self.phase == Phase.OFFLINE
-        with torch.set_grad_enabled(train_encoder):
-            mean, var = self.encoder.posterior(context)
-            z = sample(mean, var)
         tasks, batch = rl.batch_size
-        z_rows = z.unsqueeze(1).expand(tasks, batch, z.shape[-1])
         obs, action, reward = rl["observation"], rl["action"], rl["reward"]
         next_obs, terminated = rl["next", "observation"], rl["terminated"]
-        losses = {"kl": kl_to_standard_normal(mean, var).mean()}
-        if train_encoder:  # eq. (3): reconstruct the rewards of the history z was inferred from
-            context_z = z.unsqueeze(1).expand(*context.batch_size, z.shape[-1])
-            predicted = self.decoder(context["observation"], context["action"], context_z)
-            losses["reward_loss"] = reward_loss(predicted, context["reward"])
-            losses["encoder_loss"] = losses["reward_loss"] + hp.kl_weight * losses["kl"]
+        losses = {}
+        if hp.true_task_as_z:
+            z = z_next = task.to(obs.dtype)
+        else:
+            train_encoder = self.phase == Phase.OFFLINE
+            with torch.set_grad_enabled(train_encoder):
+                mean, var = self.encoder.posterior(context)
+                z = sample(mean, var)
+            losses["kl"] = kl_to_standard_normal(mean, var).mean()
+            if train_encoder:  # eq. (3) as trained: z from the context h, rewards of the RL rows h'
+                predicted = self.decoder(obs, action, rows(z, batch))
+                losses["reward_loss"] = reward_loss(predicted, reward)
+                losses["encoder_loss"] = losses["reward_loss"] + hp.kl_weight * losses["kl"]
+            z, z_next = z.detach(), sample(mean, var).detach()  # neither critic nor actor trains the encoder
+        z_rows, z_next_rows = rows(z, batch), rows(z_next, batch)
 
-        z_rows = z_rows.detach()  # neither the critic nor the actor trains the encoder
         pearl = self.phase == Phase.SELF_SUPERVISED and hp.lambda_pearl != 0
         dist = self.policy(obs, z_rows)
         a_pi, log_prob_pi = dist.rsample()
@@ -174,14 +210,19 @@ class SMAC(MetaLearner):
         # only: the critic runs on detached weights, so one backward of the summed losses is exact.
         with torch.set_grad_enabled(pearl):
             q_pi = self.min_q_through_frozen_critic(obs, a_pi, z_rows)
-        with torch.no_grad():
-            next_action, _ = self.policy(next_obs, z_rows).rsample()
-            next_q = self.target_critic(next_obs, next_action, z_rows).min(0).values
+        with torch.no_grad():  # a' from a second draw of the same posterior, as the authors did
+            next_action, _ = self.policy(next_obs, z_next_rows).rsample()
+            next_q = self.target_critic(next_obs, next_action, z_next_rows).min(0).values
             target = td_target(reward, terminated, next_q, hp.gamma, hp.reward_scale)
         losses["critic_loss"] = critic_loss(q_data, target)
 
-        losses["awac_loss"] = awac_actor_loss(dist.log_prob(action), q_data.min(0).values.detach(), q_pi.detach(), hp.awac_beta)
-        losses["actor_loss"] = losses["awac_loss"]
+        log_prob_data = dist.log_prob(action)
+        weights = awac_weights(q_data.min(0).values.detach(), q_pi.detach(), hp.awac_beta)
+        losses["awac_ess"] = effective_sample_fraction(weights).detach()
+        if hp.actor_loss == "bc":
+            losses["actor_loss"] = behaviour_cloning_loss(log_prob_data)
+        else:
+            losses["actor_loss"] = awac_actor_loss(log_prob_data, weights)
         if pearl:
             losses["pearl_loss"] = pearl_actor_loss(q_pi, log_prob_pi)
             losses["actor_loss"] = losses["actor_loss"] + hp.lambda_pearl * losses["pearl_loss"]
@@ -190,9 +231,9 @@ class SMAC(MetaLearner):
 
     def update(self, batch: TensorDict, optimizers, backward) -> dict[str, torch.Tensor]:
         """One SMAC update on a meta-batch; ``backward`` is Lightning's ``manual_backward`` in training."""
-        if self.phase == Phase.SELF_SUPERVISED:
-            optimizers = optimizers[1:]  # the encoder and decoder are frozen
-        losses = self.compute_losses(batch["context"], batch["rl"])
+        if self.phase == Phase.SELF_SUPERVISED or self.hparams.true_task_as_z:
+            optimizers = optimizers[1:]  # the encoder and decoder are frozen (or unused)
+        losses = self.compute_losses(batch["context"], batch["rl"], batch.get("task_description", None))
         # Each loss reaches only its own network's parameters, so one backward serves all three.
         total = losses["critic_loss"] + losses["actor_loss"] + losses.get("encoder_loss", 0.0)
         return self.apply_update(total, losses, optimizers, backward)
@@ -213,13 +254,25 @@ class SMAC(MetaLearner):
         return [SelfSupervisedPhase()]
 
     def budgets(self) -> dict[str, int]:
-        return {"model.offline_updates": self.hparams.offline_updates, "model.self_supervised_updates": self.hparams.self_supervised_updates}
+        return {
+            "model.offline_updates": self.hparams.offline_updates,
+            "model.self_supervised (iterations x updates_per_iteration)": self.self_supervised.updates,
+        }
 
     def counter_state(self) -> dict:
-        return {"phase": int(self.phase), "updates": self.updates, "online_transitions": self.online_transitions}
+        return {
+            "phase": int(self.phase), "updates": self.updates,
+            "online_transitions": self.online_transitions, "iterations_done": self.iterations_done,
+        }
 
     def load_counter_state(self, state: dict) -> None:
-        self.phase, self.updates, self.online_transitions = Phase(state["phase"]), state["updates"], state["online_transitions"]
+        self.phase, self.updates = Phase(state["phase"]), state["updates"]
+        self.online_transitions, self.iterations_done = state["online_transitions"], state["iterations_done"]
 
     def progress_metrics(self) -> dict[str, float]:
         return {"progress/updates": float(self.updates), "progress/phase": float(self.phase)}
+
+
+def rows(z: torch.Tensor, n: int) -> torch.Tensor:
+    """One z per task ``[T, d]`` repeated for each of its ``n`` rows: ``[T, n, d]``."""
+    return z.unsqueeze(1).expand(z.shape[0], n, z.shape[-1])

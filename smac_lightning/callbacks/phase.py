@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
+from tensordict import TensorDict
 
 from smac_lightning.algos.smac import SMAC, Phase
 from smac_lightning.collect import ExplorationCollector, label_rewards
-from smac_lightning.evaluation import sample
+from smac_lightning.evaluation import prior, sample
 
 
 def freeze(*modules: torch.nn.Module) -> None:
@@ -17,14 +20,13 @@ def freeze(*modules: torch.nn.Module) -> None:
 
 
 class SelfSupervisedPhase(L.Callback):
-    """At ``offline_updates``: freeze encoder and decoder, then keep collecting labelled data.
+    """At ``offline_updates``: freeze encoder and decoder, then run the self-supervised iterations.
 
-    Collection is due whenever ``updates_in_phase >= collected * updates_per_transition``;
-    each collection rolls out reward-free trajectories with z ~ p(z) on random
-    training tasks, labels them with the frozen decoder from an offline history
-    of the same task, and appends them to that task's buffers with
-    ``generated=True``. On resume in this phase the freeze is re-applied and
-    collection carries on from the restored counters and buffers.
+    Iteration ``i`` begins when the phase has done ``i * updates_per_iteration`` updates: it
+    collects reward-free data (``SMAC``'s ``SelfSupervisedConfig`` says what), labels it with the
+    frozen decoder and appends it to the buffers with ``generated=True``; the updates that follow
+    sample it. On resume in this phase the freeze is re-applied and the iterations carry on from
+    the restored counters and buffers.
     """
 
     def __init__(self, seed: int = 0):
@@ -42,60 +44,65 @@ class SelfSupervisedPhase(L.Callback):
             module.phase = Phase.SELF_SUPERVISED
         if module.phase != Phase.SELF_SUPERVISED or module.updates >= module.total_updates:
             return
-        config = module.self_supervised
         updates_in_phase = module.updates - module.hparams.offline_updates
-        if updates_in_phase >= module.online_transitions * config.updates_per_transition:
+        if updates_in_phase >= module.iterations_done * module.self_supervised.updates_per_iteration:
             self.collect(trainer, module)
+            module.iterations_done += 1
+            module.log("train/online_transitions", float(module.online_transitions))
 
     @torch.no_grad()
     def collect(self, trainer: L.Trainer, module: SMAC) -> None:
-        """One round on ``tasks_per_round`` random training tasks: exploration, then adaptation, all labelled.
-
-        Every trajectory of a stage runs in lock-step with the others (one lane each).
-        """
+        """One iteration's data: ``tasks_per_iteration`` tasks drawn with replacement, their prior
+        trajectories, then their posterior trajectories, every trajectory labelled (eq. 4)."""
         dm, config = trainer.datamodule, module.self_supervised
         if self._collector is None:
             with torch.random.fork_rng():  # building it must not shift the global stream (exact resume)
                 self._collector = ExplorationCollector(
                     dm.family, dm.dataset.train_tasks.numpy(), module.policy, module.hparams.latent_dim,
-                    config.resample_prior_every_step, reward_free=config.rewards == "generated",
+                    per_step=module.evaluation.resample_z == "step", reward_free=config.rewards == "generated",
                 )
-        # Seeded by counters, not carried along, so a resumed run draws the same rounds.
-        round_seed = (self.seed * 7919 + trainer.global_rank) * 1_000_003 + module.online_transitions
-        self._generator.manual_seed(round_seed)
-        tasks = torch.randperm(dm.num_train_tasks, generator=self._generator)[: config.tasks_per_round]
-        k = len(tasks)
-        offline = dm.encoder.sample(tasks, config.label_context_size, self._generator, offline_only=True)
-        z_label = sample(*module.encoder.posterior(offline.to(module.device)))  # one per task, labels its round (eq. 4)
+        # Seeded by counters, not carried along, so a resumed run draws the same iterations.
+        seed = (self.seed * 7919 + trainer.global_rank) * 1_000_003 + module.iterations_done * 10_007
+        self._generator.manual_seed(seed)
+        tasks = torch.randint(dm.num_train_tasks, (config.tasks_per_iteration,), generator=self._generator)
+        per_task = math.ceil(config.prior_steps / dm.family.horizon)
+        lanes = tasks.repeat_interleave(per_task)
+        explored = self._trajectories(module, dm, lanes, *prior(len(lanes), module.hparams.latent_dim, module.device), seed)
+        separate_encoder = dm.encoder is not dm.rl
+        for lane, task in enumerate(lanes.tolist()):
+            dm.rl.extend(task, explored[lane])
+            if separate_encoder and config.encoder_buffer == "append":
+                dm.encoder.extend(task, explored[lane])
+        collected = explored.numel()
 
-        explored = self._collector.trajectories(tasks.repeat_interleave(config.prior_trajectories), None, round_seed)
-        explored = self._labelled(module, explored, z_label.repeat_interleave(config.prior_trajectories, 0))
-        exploration = explored.reshape(k, -1)  # [task, prior_trajectories * horizon]
-        rows = exploration
-        if config.posterior_trajectories:
-            z_adapted = sample(*module.encoder.posterior(exploration)).cpu()
-            repeat = config.posterior_trajectories
-            seed = round_seed + k * config.prior_trajectories  # past the exploration lanes' reset seeds
-            adapted = self._collector.trajectories(tasks.repeat_interleave(repeat), z_adapted.repeat_interleave(repeat, 0), seed)
-            adapted = self._labelled(module, adapted, z_label.repeat_interleave(repeat, 0))
-            rows = torch.cat([exploration, adapted.reshape(k, -1)], dim=1)
+        per_task = math.ceil(config.posterior_steps / dm.family.horizon)
+        if per_task:
+            lanes = tasks.repeat_interleave(per_task)
+            # each task's first posterior trajectory has no context yet: z ~ p(z); the others infer z
+            # from a fresh draw of the task's encoder buffer, exploration rows included
+            mean, var = prior(len(lanes), module.hparams.latent_dim, module.device)
+            inferred = torch.arange(len(lanes)) % per_task != 0
+            if inferred.any():
+                context = dm.encoder.sample(lanes[inferred], config.context_size, self._generator)
+                mean[inferred], var[inferred] = module.encoder.posterior(context.to(module.device))
+            adapted = self._trajectories(module, dm, lanes, mean, var, seed + len(tasks) * 1_000)
+            for lane, task in enumerate(lanes.tolist()):
+                dm.rl.extend(task, adapted[lane])
+            collected += adapted.numel()
+        module.online_transitions += collected
 
-        for i, task in enumerate(tasks.tolist()):
-            dm.rl.extend(task, rows[i].cpu())
-            if config.encoder_buffer != "freeze":
-                dm.encoder.extend(task, exploration[i].cpu(), replace=config.encoder_buffer == "replace")
-        module.online_transitions += rows.numel()
-        module.log("train/online_transitions", float(module.online_transitions))
-
-    @staticmethod
-    def _labelled(module: SMAC, batch, z: torch.Tensor):
-        """Eq. (4)'s labels (one z per trajectory), or the env's own rewards when the Online Oracle collected them."""
-        batch = batch.to(module.device)
+    def _trajectories(self, module: SMAC, dm, lanes: torch.Tensor, mean, var, seed: int) -> TensorDict:
+        """One trajectory per lane with z ~ N(mean, var), on CPU, with eq. (4)'s labels: each trajectory's
+        own z ~ q(z | context_size offline rows of its task), the encoder buffer as it was at the switch
+        (or the env's own rewards when the Online Oracle collects)."""
+        batch = self._collector.trajectories(lanes, mean, var, seed).to(module.device)
         generated = module.self_supervised.rewards == "generated"
         if generated:
-            batch["reward"] = label_rewards(module.decoder, batch, z.to(module.device))
+            offline = dm.encoder.sample(lanes, module.self_supervised.context_size, self._generator, offline_only=True)
+            z = sample(*module.encoder.posterior(offline.to(module.device)))
+            batch["reward"] = label_rewards(module.decoder, batch, z)
         batch["generated"] = torch.full_like(batch["terminated"], generated)
-        return batch
+        return batch.cpu()
 
     def on_fit_end(self, trainer: L.Trainer, module: SMAC) -> None:
         if self._collector is not None:

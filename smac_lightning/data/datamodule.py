@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -33,7 +34,7 @@ class _MetaBatches(IterableDataset):
         dm = self.datamodule
         k = dm.batches_consumed
         while True:
-            yield dm.sample_meta_batch(torch.Generator().manual_seed(dm.batch_seed(k)))
+            yield dm.sample_meta_batch(torch.Generator().manual_seed(dm.batch_seed(k)), dm.rl_batch_size(k))
             k += 1
 
 
@@ -63,12 +64,19 @@ class MetaDataModule(L.LightningDataModule):
         self.generator = torch.Generator().manual_seed(seed)
         self.rank = 0
         self.batches_consumed = 0
+        self.online_batch_size = batch_size
+        self.online_from_batch: int | None = None  # set by a learner whose RL batch changes with its phase
         self.rl: MultiTaskReplay
         self.encoder: MultiTaskReplay
+        if min(meta_batch, batch_size, context_size) < 1:
+            raise ConfigError(
+                f"data.meta_batch, data.batch_size and data.context_size must be >= 1, got {meta_batch}, {batch_size}, {context_size}"
+            )
 
-    def _check_meta_batch(self) -> None:
-        if self.meta_batch > self.num_train_tasks:
-            raise ConfigError(f"data.meta_batch={self.meta_batch} exceeds the {self.num_train_tasks} training tasks")
+    def rl_batch_size(self, k: int) -> int:
+        """RL rows per task in meta-batch ``k``: ``batch_size``, then ``online_batch_size`` from ``online_from_batch`` on."""
+        online = self.online_from_batch is not None and k >= self.online_from_batch
+        return self.online_batch_size if online else self.batch_size
 
     @property
     def train_tasks(self) -> torch.Tensor:
@@ -82,13 +90,21 @@ class MetaDataModule(L.LightningDataModule):
     def num_train_tasks(self) -> int:
         return len(self.train_tasks)
 
-    def evaluation_splits(self, max_train_tasks: int) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
-        """Meta-test splits: held-out and the first training tasks, each with its offline context buffer
-        (None where there is no offline data)."""
+    @property
+    def task_dim(self) -> int:
+        return self.train_tasks.shape[-1]
+
+    def evaluation_splits(self, max_train_tasks: int, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
+        """Meta-test splits: held-out tasks and ``max_train_tasks`` random training tasks (drawn from
+        ``generator``), each with its offline context buffer (None where there is no offline data)."""
         splits = {"test": (self.test_tasks, None)}
-        if min(max_train_tasks, self.num_train_tasks):
-            splits["train"] = (self.train_tasks[:max_train_tasks], None)
+        chosen = self._evaluated_train_tasks(max_train_tasks, generator)
+        if len(chosen):
+            splits["train"] = (self.train_tasks[chosen], None)
         return splits
+
+    def _evaluated_train_tasks(self, max_train_tasks: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randperm(self.num_train_tasks, generator=generator)[:max_train_tasks].sort().values
 
     def setup(self, stage: str) -> None:
         if self.trainer is not None:
@@ -97,14 +113,16 @@ class MetaDataModule(L.LightningDataModule):
     def batch_seed(self, k: int) -> int:
         return (self.seed * 1_000_003 + self.rank) * 1_000_000_007 + k
 
-    def sample_meta_batch(self, generator: torch.Generator | None = None) -> TensorDict:
+    def sample_meta_batch(self, generator: torch.Generator | None = None, batch_size: int | None = None) -> TensorDict:
+        """``meta_batch`` training tasks drawn with replacement (as the authors did), each with its context and RL rows."""
         generator = self.generator if generator is None else generator
-        tasks = torch.randperm(self.num_train_tasks, generator=generator)[: self.meta_batch]
+        tasks = torch.randint(self.num_train_tasks, (self.meta_batch,), generator=generator)
         return TensorDict(
             {
                 "task": tasks,
+                "task_description": self.train_tasks[tasks].float(),  # only the true-task diagnostic reads it
                 "context": self.encoder.sample(tasks, self.context_size, generator),
-                "rl": self.rl.sample(tasks, self.batch_size, generator),
+                "rl": self.rl.sample(tasks, batch_size or self.batch_size, generator),
             },
             batch_size=[self.meta_batch],
         )
@@ -150,8 +168,10 @@ class OfflineMetaDataModule(MetaDataModule):
         encoder_size: int = 400,
         dataset_seed: int = 0,
         meta_batch: int = 4,
-        batch_size: int = 256,
+        batch_size: int = 128,
+        online_batch_size: int = 256,
         context_size: int = 64,
+        encoder_buffer: Literal["rl", "separate"] = "rl",
         online_capacity: int = 4000,
         seed: int = 0,
         pearl: PEARLData | None = None,
@@ -165,9 +185,13 @@ class OfflineMetaDataModule(MetaDataModule):
             rl_size: transitions per training task in each RL buffer (used when generating).
             encoder_size: transitions per task in each encoder (context) buffer (used when generating).
             dataset_seed: seed of the behaviour policy when generating.
-            meta_batch: tasks per meta-batch.
-            batch_size: RL transitions per task in a meta-batch.
+            meta_batch: tasks per meta-batch (drawn with replacement).
+            batch_size: RL transitions per task in an offline-phase meta-batch (the authors: 128).
+            online_batch_size: RL transitions per task in a self-supervised meta-batch (the authors: 256).
             context_size: encoder (context) transitions per task in a meta-batch.
+            encoder_buffer: where contexts come from: ``rl``, the RL buffer itself in both phases (the
+                authors' default), or ``separate``, the dataset's encoder rows plus what collection
+                appends there (the authors' Cheetah Velocity).
             online_capacity: online rows kept per task and buffer in the self-supervised phase.
             seed: seed of meta-batch sampling (offset by the process rank under DDP).
             pearl: make the dataset with an early-stopped PEARL run (the paper's way) instead of the
@@ -178,9 +202,9 @@ class OfflineMetaDataModule(MetaDataModule):
         self.dataset_dir = Path(dataset_dir or default_dataset_dir(family.name, rl_size, encoder_size, dataset_seed, self.pearl))
         self.dataset = self._load_or_generate(rl_size, encoder_size, dataset_seed)
         self._check_against_env()
-        self._check_meta_batch()
+        self.online_batch_size = online_batch_size
         self.rl = MultiTaskReplay(self.dataset.train_rl, online_capacity)
-        self.encoder = MultiTaskReplay(self.dataset.train_encoder, online_capacity)
+        self.encoder = self.rl if encoder_buffer == "rl" else MultiTaskReplay(self.dataset.train_encoder, online_capacity)
 
     def _load_or_generate(self, rl_size: int, encoder_size: int, dataset_seed: int) -> OfflineDataset:
         if not self.dataset_dir.exists():
@@ -226,10 +250,10 @@ class OfflineMetaDataModule(MetaDataModule):
     def test_tasks(self) -> torch.Tensor:
         return self.dataset.test_tasks
 
-    def evaluation_splits(self, max_train_tasks: int) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
+    def evaluation_splits(self, max_train_tasks: int, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
         splits = {"test": (self.test_tasks, self.dataset.test_encoder)}
-        n = min(max_train_tasks, self.num_train_tasks)
-        if n:
-            splits["train"] = (self.train_tasks[:n], self.dataset.train_encoder[:n])
+        chosen = self._evaluated_train_tasks(max_train_tasks, generator)
+        if len(chosen):
+            splits["train"] = (self.train_tasks[chosen], self.dataset.train_encoder[chosen])
         return splits
 

@@ -35,7 +35,6 @@ class OnlineMetaDataModule(MetaDataModule):
         if min(rl_capacity, encoder_capacity) < 1:
             raise ConfigError(f"data.rl_capacity and data.encoder_capacity must be >= 1, got {rl_capacity} and {encoder_capacity}")
         self._train_tasks, self._test_tasks = (torch.as_tensor(t, dtype=torch.float32) for t in family.task_sets())
-        self._check_meta_batch()
         env = family.make_env(family.task_sets()[0][0])
         self.obs_dim, self.act_dim = env.observation_space.shape[0], env.action_space.shape[0]
         env.close()

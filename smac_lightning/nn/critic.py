@@ -15,7 +15,7 @@ class CriticEnsemble(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, latent_dim: int, hidden: Sequence[int], num_critics: int = 2):
         super().__init__()
-        self.net = EnsembleMLP(num_critics, obs_dim + act_dim + latent_dim, hidden, 1)
+        self.net = EnsembleMLP(num_critics, obs_dim + act_dim + latent_dim, hidden, 1, last_init=3e-3)  # the authors' output layer
 
     def forward(self, observation: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         # float32 out even under bf16 autocast: Bellman targets and errors need the precision

@@ -39,7 +39,7 @@ class ContextEncoder(nn.Module):
         self.use_next_obs = use_next_obs
         self.latent_dim = latent_dim
         in_dim = obs_dim * (2 if use_next_obs else 1) + act_dim + 1
-        self.net = mlp(in_dim, hidden, 2 * latent_dim)
+        self.net = mlp(in_dim, hidden, 2 * latent_dim, last_init=3e-3)  # the authors' output layer
 
     def transitions(self, observation, action, reward, next_observation) -> torch.Tensor:
         parts = [observation, action, reward] + ([next_observation] if self.use_next_obs else [])

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smac_lightning.nn.mlp import mlp
+from smac_lightning.nn.mlp import init_last_layer, mlp
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 ACTION_CLAMP = 0.999999  # dataset actions of exactly +-1 would give atanh = inf
@@ -42,11 +42,17 @@ class TanhGaussian:
 
 
 class TanhGaussianPolicy(nn.Module):
+    """A ReLU trunk with separate mean and log-std heads, initialised as the authors' (+-1e-3)."""
+
     def __init__(self, obs_dim: int, act_dim: int, latent_dim: int, hidden: Sequence[int]):
         super().__init__()
         self.act_dim = act_dim
-        self.net = mlp(obs_dim + latent_dim, hidden, 2 * act_dim)
+        *trunk, mean_head = mlp(obs_dim + latent_dim, hidden, act_dim, last_init=1e-3)
+        self.trunk = nn.Sequential(*trunk)
+        self.mean = mean_head
+        self.log_std = nn.Linear(hidden[-1] if hidden else obs_dim + latent_dim, act_dim)
+        init_last_layer(self.log_std, 1e-3, bias=None)
 
     def forward(self, observation: torch.Tensor, z: torch.Tensor) -> TanhGaussian:
-        mean, log_std = self.net(torch.cat([observation, z], dim=-1)).float().split(self.act_dim, dim=-1)
-        return TanhGaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
+        h = self.trunk(torch.cat([observation, z], dim=-1))
+        return TanhGaussian(self.mean(h).float(), self.log_std(h).float().clamp(LOG_STD_MIN, LOG_STD_MAX))
