@@ -5,6 +5,9 @@ offline dataset, then self-supervised phase) or ``pearl`` (online, ground-truth 
 
 ``python -m smac_lightning data make --config conf/<task>.yaml [--overwrite]`` generates the
 offline dataset a config names without training.
+
+``python -m smac_lightning compare --config conf/<task>.yaml --seeds N`` runs SMAC, the Online
+Oracle, offline-only SMAC and meta-BC per seed and summarises them (``compare.py``).
 """
 
 from __future__ import annotations
@@ -215,6 +218,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args[:1] == ["data"]:
             data_command(args[1:])
+        elif args[:1] == ["compare"]:
+            from smac_lightning.compare import USAGE, run
+
+            if args[1:2] in (["-h"], ["--help"]):
+                print(USAGE)
+                return
+            run(args[1:])
         else:
             cli(argv)  # None: LightningCLI reads sys.argv itself
     except SmacError as err:

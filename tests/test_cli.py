@@ -25,7 +25,7 @@ def test_smoke_fit_crosses_the_phase_switch_in_under_a_minute(smoke_run):
     assert seconds < 60, f"smoke fit took {seconds:.1f} s"
     assert (cwd / "data/point_robot-rl200-enc100-seed0/manifest.json").is_file()  # generated on first use
     last = torch.load(next(cwd.glob("runs/*/*/checkpoints/last.ckpt")), weights_only=False)
-    assert last["smac"] == {"phase": 1, "updates": 80, "online_transitions": 80}  # the newest state
+    assert last["smac"] == {"phase": 1, "updates": 80, "online_transitions": 240, "iterations_done": 2}  # the newest state
 
 
 def test_smoke_run_is_logged_to_the_local_sqlite_store(smoke_run):

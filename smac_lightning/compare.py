@@ -1,0 +1,275 @@
+"""``python -m smac_lightning compare --config conf/<family>.yaml --seeds N``: the paper's evidence protocol.
+
+Per seed, on one dataset and one meta-test protocol, it trains:
+
+- ``smac``: offline meta-training, then self-supervision with the decoder's reward labels;
+- ``oracle``: the same with the env's true rewards in the self-supervised phase (the Online Oracle);
+- ``offline``: offline meta-training only, for as many updates as the other two in all;
+- ``meta_bc``: meta behaviour cloning (actor loss -log pi(a | s, z)), offline, as many updates.
+
+Each run is a ``fit`` in its own process, logged to MLflow as a child of one parent run. The held-out
+numbers of every evaluation go to ``results.csv``, the per-method summary to ``summary.csv``, and
+``compare.png`` plots mean and spread across seeds with the phase switch marked, like the paper's
+Fig. 5; all three are logged to the parent run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from smac_lightning.errors import ConfigError
+
+METHODS = ("smac", "oracle", "offline", "meta_bc")
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+LAST_EVALUATIONS = 3  # the end of a run is the mean of its last evaluations (one scatters by about +-1.5)
+USAGE = (
+    "usage: python -m smac_lightning compare --config CONFIG [--config OVERLAY ...] [--seeds N] "
+    f"[--methods {','.join(METHODS)}] [--out DIR] [--jobs J] [fit options ...]"
+)
+
+
+@dataclass
+class Plan:
+    config_args: list[str]  # --config files and fit overrides, passed to every run
+    seeds: int
+    methods: list[str]
+    out: Path
+    jobs: int
+    tracking_uri: str
+    offline_updates: int
+    self_supervised_updates: int
+    family: str
+
+
+def parse(args: list[str]) -> Plan:
+    """Our own options, then the resolved config (which validates it) for the budgets and the family."""
+    own = {"--seeds": "3", "--methods": ",".join(METHODS), "--out": "", "--jobs": "1"}
+    rest, i = [], 0
+    while i < len(args):
+        name, _, value = args[i].partition("=")
+        if name in own:
+            if not value:
+                i += 1
+                if i >= len(args):
+                    raise ConfigError(f"compare: {name} needs a value\n{USAGE}")
+                value = args[i]
+            own[name] = value
+        else:
+            rest.append(args[i])
+        i += 1
+    if "--config" not in [a.partition("=")[0] for a in rest]:
+        raise ConfigError(f"compare: give the task config with --config conf/<family>.yaml\n{USAGE}")
+    try:
+        seeds, jobs = int(own["--seeds"]), int(own["--jobs"])
+    except ValueError:
+        raise ConfigError(f"compare: --seeds and --jobs take whole numbers, got {own['--seeds']!r} and {own['--jobs']!r}") from None
+    if seeds < 1 or jobs < 1:
+        raise ConfigError(f"compare: --seeds and --jobs must be >= 1, got {seeds} and {jobs}")
+    methods = [m.strip() for m in own["--methods"].split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not methods:
+        raise ConfigError(f"compare: unknown method(s) {unknown or methods}; choose from {','.join(METHODS)}")
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "smac_lightning", "fit", *rest, "--print_config"], capture_output=True, text=True
+    )
+    if printed.returncode != 0:
+        raise ConfigError(f"compare: the config does not resolve:\n{printed.stderr.strip().splitlines()[-1]}")
+    config = yaml.safe_load(printed.stdout)
+    if config.get("algorithm", "smac") != "smac" or "self_supervised" not in config.get("model", {}):
+        raise ConfigError(
+            "compare: the config is not an offline SMAC config with a dataset recipe (a PEARL config trains "
+            "online); give conf/<family>.yaml"
+        )
+    model, family = config["model"], config["data"]["family"]["class_path"].rsplit(".", 1)[-1]
+    ss = model["self_supervised"]
+    logger = (config.get("trainer") or {}).get("logger") or {}
+    uri = (logger.get("init_args") or {}).get("tracking_uri") or DEFAULT_TRACKING_URI
+    out = Path(own["--out"] or f"compare/{family}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return Plan(rest, seeds, methods, out, jobs, uri, model["offline_updates"], ss["iterations"] * ss["updates_per_iteration"], family)
+
+
+def method_args(plan: Plan, method: str) -> list[str]:
+    """The fit options that make ``method`` out of the config."""
+    all_offline = ["--model.offline_updates", str(plan.offline_updates + plan.self_supervised_updates),
+                   "--model.self_supervised.iterations", "0"]
+    return {
+        "smac": [],
+        "oracle": ["--model.self_supervised.rewards", "true"],
+        "offline": all_offline,
+        "meta_bc": [*all_offline, "--model.actor_loss", "bc"],
+    }[method]
+
+
+def run(args: list[str]) -> None:
+    import mlflow
+
+    plan = parse(args)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    # the dataset first, once: runs in parallel must not all generate it
+    made = subprocess.run([sys.executable, "-m", "smac_lightning", "data", "make", *_config_only(plan.config_args)])
+    if made.returncode != 0:
+        raise ConfigError("compare: making the dataset failed (see above)")
+    mlflow.set_tracking_uri(plan.tracking_uri)
+    mlflow.set_experiment("smac_lightning")
+    with mlflow.start_run(run_name=f"compare {plan.family} x{plan.seeds}") as parent:
+        mlflow.log_params({"config_args": " ".join(plan.config_args)[:6000], "seeds": plan.seeds, "methods": ",".join(plan.methods)})
+        parent_id = parent.info.run_id
+        jobs = [(method, seed) for seed in range(plan.seeds) for method in plan.methods]
+        print(f"compare: {len(jobs)} runs ({', '.join(plan.methods)} x {plan.seeds} seeds) into {plan.out}, "
+              f"MLflow parent run {parent_id} in {plan.tracking_uri}", flush=True)
+        _run_all(plan, jobs, parent_id)
+        rows = _results(plan, parent_id)
+        _write_csv(plan.out / "results.csv", rows)
+        summary = summarize(rows, plan.offline_updates)
+        _write_csv(plan.out / "summary.csv", summary)
+        plot(rows, plan.offline_updates, plan.out / "compare.png", plan.family)
+        for name in ("results.csv", "summary.csv", "compare.png"):
+            mlflow.log_artifact(str(plan.out / name))
+        mlflow.log_metric("wall_time_s", time.perf_counter() - started)
+    print(_table(summary))
+    print(f"compare: done in {(time.perf_counter() - started) / 60:.1f} min; {plan.out}/results.csv, summary.csv, compare.png")
+
+
+def _config_only(args: list[str]) -> list[str]:
+    """The ``--config`` files and ``--data.*`` options (every fit option takes a value): what decides the dataset."""
+    keep, i = [], 0
+    while i < len(args):
+        item = args[i : i + (1 if "=" in args[i] else 2)]
+        if args[i].partition("=")[0] == "--config" or args[i].startswith("--data."):
+            keep += item
+        i += len(item)
+    return keep
+
+
+def _run_all(plan: Plan, jobs: list[tuple[str, int]], parent_id: str) -> None:
+    pending, running, failed = list(jobs), [], []
+    while pending or running:
+        while pending and len(running) < plan.jobs:
+            method, seed = pending.pop(0)
+            log = plan.out / f"{method}-seed{seed}.log"
+            tags = {"mlflow.parentRunId": parent_id, "compare.method": method, "compare.seed": str(seed)}
+            command = [
+                sys.executable, "-m", "smac_lightning", "fit", *plan.config_args, *method_args(plan, method),
+                "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
+                "--trainer.logger.init_args.run_name", f"{method} seed {seed}",
+                "--trainer.logger.init_args.tags", json.dumps(tags),
+            ]
+            running.append((method, seed, time.perf_counter(), subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)))
+        time.sleep(1.0)
+        for entry in list(running):
+            method, seed, t0, process = entry
+            if process.poll() is None:
+                continue
+            running.remove(entry)
+            status = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode}; see {plan.out}/{method}-seed{seed}.log)"
+            if process.returncode:
+                failed.append(f"{method} seed {seed}")
+            print(f"compare: {method} seed {seed} {status} in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+    if failed:
+        raise ConfigError(f"compare: {len(failed)} run(s) failed: {', '.join(failed)}; their logs are in {plan.out}")
+
+
+def _results(plan: Plan, parent_id: str) -> list[dict]:
+    """One row per run and evaluation, read back from MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(plan.tracking_uri)
+    experiment = client.get_experiment_by_name("smac_lightning")
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    keys = {"final_return": "eval/test/final_return", "offline_context_return": "eval/test/final_return_offline_context",
+            "success": "eval/test/final_success", "train_final_return": "eval/train/final_return"}
+    rows = []
+    for child in children:
+        histories = {name: {m.step: m.value for m in client.get_metric_history(child.info.run_id, key)} for name, key in keys.items()}
+        updates = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "progress/updates")}
+        for step in sorted(updates):
+            row = {"method": child.data.tags["compare.method"], "seed": int(child.data.tags["compare.seed"]), "updates": int(updates[step])}
+            row.update({name: history.get(step, "") for name, history in histories.items() if history})
+            rows.append(row)
+    return sorted(rows, key=lambda r: (METHODS.index(r["method"]), r["seed"], r["updates"]))
+
+
+def summarize(rows: list[dict], switch: int) -> list[dict]:
+    """Per method: held-out final_return at the switch and over the last evaluations, mean and std across seeds."""
+    summary = []
+    for method in [m for m in METHODS if any(r["method"] == m for r in rows)]:
+        at_switch, at_end, offline_context, success = [], [], [], []
+        for seed in sorted({r["seed"] for r in rows if r["method"] == method}):
+            runs = [r for r in rows if r["method"] == method and r["seed"] == seed]
+            switch_rows = [r for r in runs if r["updates"] == switch]
+            if switch_rows:
+                at_switch.append(switch_rows[0]["final_return"])
+            last = runs[-LAST_EVALUATIONS:]
+            at_end.append(np.mean([r["final_return"] for r in last]))
+            offline_context.append(np.mean([r["offline_context_return"] for r in last if r.get("offline_context_return") != ""]))
+            if all(r.get("success", "") != "" for r in last):
+                success.append(np.mean([r["success"] for r in last]))
+        entry = {"method": method, "seeds": len(at_end), "updates": runs[-1]["updates"]}
+        for name, values in (("at_switch", at_switch), (f"last{LAST_EVALUATIONS}", at_end),
+                             (f"offline_context_last{LAST_EVALUATIONS}", offline_context), (f"success_last{LAST_EVALUATIONS}", success)):
+            if values:
+                entry[f"{name}_mean"], entry[f"{name}_std"] = round(float(np.mean(values)), 3), round(float(np.std(values)), 3)
+        summary.append(entry)
+    return summary
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _table(summary: list[dict]) -> str:
+    lines = ["held-out final_return (mean +- std across seeds):"]
+    for s in summary:
+        parts = [f"{s['method']:>8}:"]
+        if "at_switch_mean" in s:
+            parts.append(f"at the switch {s['at_switch_mean']:.2f} +- {s['at_switch_std']:.2f},")
+        parts.append(f"last {LAST_EVALUATIONS} evaluations {s[f'last{LAST_EVALUATIONS}_mean']:.2f} +- {s[f'last{LAST_EVALUATIONS}_std']:.2f}")
+        if f"success_last{LAST_EVALUATIONS}_mean" in s:
+            parts.append(f"(success {s[f'success_last{LAST_EVALUATIONS}_mean']:.2f})")
+        lines.append(" ".join(parts))
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], switch: int, path: Path, family: str) -> None:
+    """Mean and std across seeds of the held-out return (and success, where there is one) against updates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("final_return", "held-out return after adaptation")]
+    if any(r.get("success", "") != "" for r in rows):
+        panels.append(("success", "held-out success rate"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        for method in [m for m in METHODS if any(r["method"] == m for r in rows)]:
+            steps = sorted({r["updates"] for r in rows if r["method"] == method})
+            values = [[r[key] for r in rows if r["method"] == method and r["updates"] == s and r.get(key, "") != ""] for s in steps]
+            mean = np.array([np.mean(v) for v in values])
+            std = np.array([np.std(v) for v in values])
+            ax.plot(steps, mean, label=method)
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        ax.axvline(switch, color="grey", linestyle="--", linewidth=1)
+        ax.text(switch, ax.get_ylim()[1], " switch", va="top", color="grey", fontsize=8)
+        ax.set_xlabel("gradient updates")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle(f"{family}: mean and std across seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,72 @@
+"""The compare command: its input checks, its summary arithmetic, and one small run end to end."""
+
+import csv
+
+import mlflow
+import pytest
+
+from smac_lightning.compare import _config_only, method_args, parse, summarize, Plan
+from smac_lightning.errors import ConfigError
+
+from conftest import ROOT, SMOKE_ARGS, run_cli
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([*SMOKE_ARGS, "--methods", "smac,maml"], r"unknown method\(s\) \['maml'\]"),
+        ([*SMOKE_ARGS, "--seeds", "0"], "--seeds and --jobs must be >= 1"),
+        (["--seeds", "2"], "give the task config with --config"),
+        (["--config", str(ROOT / "conf/pearl/point_robot.yaml")], "not an offline SMAC config"),
+    ],
+)
+def test_bad_input_is_refused_with_the_fix(args, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(args)
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path):
+    out = run_cli(tmp_path, "compare", *SMOKE_ARGS, "--methods", "maml")
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("smac_lightning: error: compare: unknown method")
+
+
+def test_offline_baselines_get_the_whole_budget_offline():
+    plan = Plan([], 1, ["offline"], ROOT, 1, "", offline_updates=40, self_supervised_updates=60, family="x")
+    assert method_args(plan, "offline") == ["--model.offline_updates", "100", "--model.self_supervised.iterations", "0"]
+    assert method_args(plan, "meta_bc")[-2:] == ["--model.actor_loss", "bc"]
+    assert method_args(plan, "oracle") == ["--model.self_supervised.rewards", "true"]
+
+
+def test_only_the_options_that_decide_the_dataset_go_to_data_make():
+    args = ["--config", "a.yaml", "--model.lr=1", "--data.rl_size", "10", "--config=b.yaml", "--trainer.devices", "2"]
+    assert _config_only(args) == ["--config", "a.yaml", "--data.rl_size", "10", "--config=b.yaml"]
+
+
+def test_summary_by_hand():
+    rows = [
+        {"method": "smac", "seed": s, "updates": u, "final_return": r, "offline_context_return": r - 1}
+        for s, returns in ((0, [-10.0, -9.0, -8.0, -7.0]), (1, [-12.0, -11.0, -10.0, -9.0]))
+        for u, r in zip((10, 20, 30, 40), returns)
+    ]
+    (entry,) = summarize(rows, switch=10)
+    # at the switch: -10 and -12; last three: mean(-9, -8, -7) = -8 and mean(-11, -10, -9) = -10
+    assert entry["at_switch_mean"] == -11.0 and entry["at_switch_std"] == 1.0
+    assert entry["last3_mean"] == -9.0 and entry["last3_std"] == 1.0
+    assert entry["offline_context_last3_mean"] == -10.0 and "success_last3_mean" not in entry
+
+
+@pytest.mark.slow
+def test_compare_runs_each_method_as_an_mlflow_child_and_writes_its_results(tmp_path):
+    out = run_cli(tmp_path, "compare", *SMOKE_ARGS, "--seeds", "1", "--methods", "smac,offline", "--out", "cmp")
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(tmp_path / "cmp/results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["updates"]) for r in rows] == [("smac", "40"), ("smac", "80"), ("offline", "40"), ("offline", "80")]
+    assert all(float(r["final_return"]) < 0 for r in rows)
+    assert (tmp_path / "cmp/compare.png").stat().st_size > 10_000 and (tmp_path / "cmp/summary.csv").is_file()
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smac_lightning")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'compare%'")
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["compare.method"] for c in children) == ["offline", "smac"]
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"results.csv", "summary.csv", "compare.png"}
