@@ -78,7 +78,7 @@ class MetaTester:
         names += ["final_success"] * self._counts_success
         if offline_context:
             names += ["final_return_offline_context", "kl_offline_paper", "kl_offline_matched"]
-            names += ["reward_error_offline"] * decoder + ["final_success_offline_context"] * self._counts_success
+            names += ["reward_error_offline", "label_error_online"] * decoder + ["final_success_offline_context"] * self._counts_success
         return names
 
     @property
@@ -124,7 +124,9 @@ class MetaTester:
         rows): a product of Gaussians sharpens with its number of factors, so only the second
         compares like with like. With ``decoder``, also how well each history's posterior mean
         explains that history's true rewards (``reward_error_*``). ``true_task_as_z`` puts each
-        task's description in z's place everywhere (the diagnostic upper bound).
+        task's description in z's place everywhere (the diagnostic upper bound). ``label_error_online``
+        is eq. 4 as training applies it, measured: the decoder's rewards for the exploration history with
+        z from the offline rows, against the true rewards (computed here only, never fed to training).
         """
         envs = self._envs_for(tasks)
         runs = self.protocol.runs_per_task
@@ -159,7 +161,10 @@ class MetaTester:
             metrics["final_return_offline_context"] = episode_returns(offline).mean().item()
             metrics["kl_offline_matched"] = kl_to_standard_normal(mean, var).mean().item()
             paper = offline_context if offline_context_paper is None else offline_context_paper
-            metrics["kl_offline_paper"] = kl_to_standard_normal(*posterior(paper.to(device))).mean().item()
+            mean_paper, var_paper = posterior(paper.to(device))
+            metrics["kl_offline_paper"] = kl_to_standard_normal(mean_paper, var_paper).mean().item()
+            if decoder is not None:  # eq. 4's labels of the agent's own data, against the true rewards
+                metrics["label_error_online"] = reward_error(decoder, history, mean_paper.repeat_interleave(runs, 0))
             if self._counts_success:
                 metrics["final_success_offline_context"] = self._success(offline)
             if decoder is not None:

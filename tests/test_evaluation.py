@@ -4,7 +4,7 @@ from tensordict import TensorDict
 
 from smac_lightning.collect import LatentExplorer
 from smac_lightning.evaluation import MetaTester, MetaTestProtocol, reward_error
-from smac_lightning.nn import ContextEncoder, TanhGaussian, TanhGaussianPolicy
+from smac_lightning.nn import ContextEncoder, RewardDecoder, TanhGaussian, TanhGaussianPolicy
 
 
 def test_meta_test_protocol_adapts_from_the_exploration_only(family):
@@ -19,14 +19,16 @@ def test_meta_test_protocol_adapts_from_the_exploration_only(family):
          "next": {"observation": torch.zeros(3, 7, 2)}},
         batch_size=[3, 7],
     )
-    metrics = MetaTester(family, MetaTestProtocol(num_exploration=2, runs_per_task=4)).run(encoder, policy, tasks, offline)
+    decoder = RewardDecoder(2, 2, 3, (8,))
+    metrics = MetaTester(family, MetaTestProtocol(num_exploration=2, runs_per_task=4)).run(encoder, policy, tasks, offline, decoder=decoder)
     # one posterior per meta-episode (3 tasks x 4 runs) from exactly the 2 exploration episodes; the
     # paper's online KL from the whole history (adapted episode too); then one from each task's
     # offline history, repeated per run, and the paper's offline KL from the offline rows given
     assert seen == [(12, 2 * family.horizon), (12, 3 * family.horizon), (12, 7), (3, 7)]
     assert metrics["final_return"] == metrics["return_by_trajectory_2"]
     assert {"return_by_trajectory_0", "return_by_trajectory_1", "kl_online_paper", "kl_online_matched",
-            "kl_offline_paper", "kl_offline_matched", "final_return_offline_context"} <= metrics.keys()
+            "kl_offline_paper", "kl_offline_matched", "final_return_offline_context", "reward_error_online",
+            "reward_error_offline", "label_error_online"} <= metrics.keys()
     assert -2.0 * family.horizon < metrics["final_return"] <= 0.0  # dense rewards are minus distances
 
 

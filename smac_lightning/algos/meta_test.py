@@ -11,7 +11,7 @@ from smac_lightning.evaluation import MetaTester
 
 DIAGNOSTICS = (
     "kl_offline_paper", "kl_online_paper", "kl_offline_matched", "kl_online_matched",
-    "reward_error_offline", "reward_error_online",
+    "reward_error_offline", "reward_error_online", "label_error_online",
 )
 
 
