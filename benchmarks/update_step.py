@@ -74,7 +74,7 @@ class Reference:
         z = mean + var.sqrt() * torch.randn_like(mean)
         obs, act, nxt = rl["observation"], rl["action"], rl["next", "observation"]
         zr = z[:, None].expand(*obs.shape[:2], -1)
-        enc_loss = (self.decoder(torch.cat([context["observation"], context["action"], z[:, None].expand(*context.batch_size, -1)], -1)) - context["reward"]).pow(2).sum((1, 2)).mean()
+        enc_loss = (self.decoder(torch.cat([obs, act, zr], -1)) - rl["reward"]).pow(2).mean()  # eq. 3 on the RL rows
         enc_loss = enc_loss + 0.1 * kl_to_standard_normal(mean, var).mean()
         zd = zr.detach()
         sa = torch.cat([obs, act, zd], -1)
