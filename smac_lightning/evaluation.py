@@ -50,6 +50,12 @@ def sample(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     return mean + var.sqrt() * torch.randn_like(mean)
 
 
+def draw_rows(buffer: TensorDict, n: int, generator: torch.Generator) -> TensorDict:
+    """``n`` rows drawn uniformly with replacement from each task's row of ``buffer`` ``[tasks, rows]``."""
+    tasks, available = buffer.batch_size
+    return buffer[torch.arange(tasks)[:, None], (torch.rand(tasks, n, generator=generator) * available).long()]
+
+
 def prior(n: int, latent_dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """p(z) = N(0, I) as ``n`` rows of mean and variance."""
     return torch.zeros(n, latent_dim, device=device), torch.ones(n, latent_dim, device=device)

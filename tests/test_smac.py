@@ -123,13 +123,12 @@ def _one_iteration(tmp_path, *overrides):
     """One self-supervised iteration's collection, run directly on a fresh smoke module at the switch."""
     from types import SimpleNamespace
 
-    from smac_lightning.callbacks.phase import SelfSupervisedPhase, freeze
+    from smac_lightning.callbacks.phase import SelfSupervisedPhase
 
     made = smoke_cli(tmp_path, *overrides)
     module, dm = made.model, made.datamodule
-    module.phase = Phase.SELF_SUPERVISED
-    freeze(module.encoder, module.decoder)
     phase = SelfSupervisedPhase()
+    phase.switch(dm, module)
     phase.collect(SimpleNamespace(datamodule=dm, global_rank=0), module)
     # collection draws z as meta-test does
     assert phase._collector.explorer.per_step == (module.evaluation.resample_z == "step")
@@ -260,3 +259,22 @@ def test_compiled_losses_match_eager_ones(tmp_path, monkeypatch):
     compiled = module.compute_losses(batch["context"], batch["rl"])
     for key, value in eager.items():
         torch.testing.assert_close(compiled[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_self_supervision_on_held_out_tasks_gives_them_rows_that_meta_batches_draw(tmp_path):
+    module, dm = _one_iteration(tmp_path, "--model.self_supervised.tasks", "test")
+    train, held_out = dm.num_train_tasks, len(dm.test_tasks)
+    assert dm.rl.num_tasks == train + held_out and dm.held_out_in_replay
+    online = dm.rl.sizes - dm.rl.offline_size
+    assert int(online[:train].sum()) == 0 and int(online[train:].sum()) == module.online_transitions == 120
+    assert (dm.rl.start[train:] == dm.rl.offline_size).all()  # their (empty) offline rows are never sampled
+    drawn = torch.cat([dm.sample_meta_batch(torch.Generator().manual_seed(k))["task"] for k in range(50)])
+    has_rows = dm.rl.has_rows()
+    assert has_rows[drawn].all() and (drawn >= train).any()
+    batch = dm.sample_meta_batch(torch.Generator().manual_seed(0))
+    torch.testing.assert_close(batch["task_description"], torch.cat([dm.train_tasks, dm.test_tasks])[batch["task"]].float())
+    # a resumed data module rebuilds the held-out rows before loading them
+    state = dm.state_dict()
+    fresh = smoke_cli(tmp_path).datamodule
+    fresh.load_state_dict(state)
+    assert fresh.rl.num_tasks == train + held_out and torch.equal(fresh.rl.sizes, dm.rl.sizes)

@@ -5,20 +5,13 @@ from __future__ import annotations
 import time
 
 import torch
-from tensordict import TensorDict
 
-from smac_lightning.evaluation import MetaTester
+from smac_lightning.evaluation import MetaTester, draw_rows
 
 DIAGNOSTICS = (
     "kl_offline_paper", "kl_online_paper", "kl_offline_matched", "kl_online_matched",
     "reward_error_offline", "reward_error_online", "label_error_online",
 )
-
-
-def draw_rows(buffer: TensorDict, n: int, generator: torch.Generator) -> TensorDict:
-    """``n`` rows drawn uniformly with replacement from each task's row of ``buffer`` ``[tasks, rows]``."""
-    tasks, available = buffer.batch_size
-    return buffer[torch.arange(tasks)[:, None], (torch.rand(tasks, n, generator=generator) * available).long()]
 
 
 class MetaTestMixin:

@@ -63,6 +63,9 @@ class SelfSupervisedConfig:
             buffer (the authors appended, also on Cheetah; the paper's text says Cheetah froze it).
         rewards: ``generated`` (SMAC: the frozen decoder labels the online data) or ``true`` (the
             paper's Online Oracle: the env's ground-truth rewards, everything else unchanged).
+        tasks: ``train`` or ``test``: collect on the held-out tasks instead (the paper's appendix B).
+            Their rows join the replays under their own task index and meta-batches draw them too;
+            their labels and first contexts come from the dataset's held-out encoder rows.
     """
 
     iterations: int = 501
@@ -73,6 +76,7 @@ class SelfSupervisedConfig:
     context_size: int = 256
     encoder_buffer: Literal["append", "freeze"] = "append"
     rewards: Literal["generated", "true"] = "generated"
+    tasks: Literal["train", "test"] = "train"
 
     def __post_init__(self):
         name = "model.self_supervised"

@@ -10,7 +10,7 @@ from tensordict import TensorDict
 
 from smac_lightning.algos.smac import SMAC, Phase
 from smac_lightning.collect import ExplorationCollector, label_rewards
-from smac_lightning.evaluation import prior, sample
+from smac_lightning.evaluation import draw_rows, prior, sample
 
 
 def freeze(*modules: torch.nn.Module) -> None:
@@ -40,8 +40,7 @@ class SelfSupervisedPhase(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, module: SMAC, batch, batch_idx: int) -> None:
         if module.phase == Phase.OFFLINE and module.updates >= module.hparams.offline_updates:
-            freeze(module.encoder, module.decoder)
-            module.phase = Phase.SELF_SUPERVISED
+            self.switch(trainer.datamodule, module)
         if module.phase != Phase.SELF_SUPERVISED or module.updates >= module.total_updates:
             return
         updates_in_phase = module.updates - module.hparams.offline_updates
@@ -50,21 +49,33 @@ class SelfSupervisedPhase(L.Callback):
             module.iterations_done += 1
             module.log("train/online_transitions", float(module.online_transitions))
 
+    @staticmethod
+    def switch(dm, module: SMAC) -> None:
+        """Into the self-supervised phase: encoder and decoder frozen; held-out tasks get replay rows if collected on."""
+        freeze(module.encoder, module.decoder)
+        module.phase = Phase.SELF_SUPERVISED
+        if module.self_supervised.tasks == "test":
+            dm.add_held_out_tasks()
+
     @torch.no_grad()
     def collect(self, trainer: L.Trainer, module: SMAC) -> None:
         """One iteration's data: ``tasks_per_iteration`` tasks drawn with replacement, their prior
-        trajectories, then their posterior trajectories, every trajectory labelled (eq. 4)."""
+        trajectories, then their posterior trajectories, every trajectory labelled (eq. 4).
+
+        Task indices are the replays': training tasks, then held-out ones (``tasks: test``)."""
         dm, config = trainer.datamodule, module.self_supervised
         if self._collector is None:
+            every_task = torch.cat([dm.train_tasks, dm.test_tasks]).numpy()
             with torch.random.fork_rng():  # building it must not shift the global stream (exact resume)
                 self._collector = ExplorationCollector(
-                    dm.family, dm.dataset.train_tasks.numpy(), module.policy, module.hparams.latent_dim,
+                    dm.family, every_task, module.policy, module.hparams.latent_dim,
                     per_step=module.evaluation.resample_z == "step", reward_free=config.rewards == "generated",
                 )
         # Seeded by counters, not carried along, so a resumed run draws the same iterations.
         seed = (self.seed * 7919 + trainer.global_rank) * 1_000_003 + module.iterations_done * 10_007
         self._generator.manual_seed(seed)
-        tasks = torch.randint(dm.num_train_tasks, (config.tasks_per_iteration,), generator=self._generator)
+        first, count = (dm.num_train_tasks, len(dm.test_tasks)) if config.tasks == "test" else (0, dm.num_train_tasks)
+        tasks = first + torch.randint(count, (config.tasks_per_iteration,), generator=self._generator)
         per_task = math.ceil(config.prior_steps / dm.family.horizon)
         lanes = tasks.repeat_interleave(per_task)
         explored = self._trajectories(module, dm, lanes, *prior(len(lanes), module.hparams.latent_dim, module.device), seed)
@@ -83,7 +94,7 @@ class SelfSupervisedPhase(L.Callback):
             mean, var = prior(len(lanes), module.hparams.latent_dim, module.device)
             inferred = torch.arange(len(lanes)) % per_task != 0
             if inferred.any():
-                context = dm.encoder.sample(lanes[inferred], config.context_size, self._generator)
+                context = self._context(dm, lanes[inferred], config.context_size, offline_only=False)
                 mean[inferred], var[inferred] = module.encoder.posterior(context.to(module.device))
             adapted = self._trajectories(module, dm, lanes, mean, var, seed + len(tasks) * 1_000)
             for lane, task in enumerate(lanes.tolist()):
@@ -98,11 +109,21 @@ class SelfSupervisedPhase(L.Callback):
         batch = self._collector.trajectories(lanes, mean, var, seed).to(module.device)
         generated = module.self_supervised.rewards == "generated"
         if generated:
-            offline = dm.encoder.sample(lanes, module.self_supervised.context_size, self._generator, offline_only=True)
+            offline = self._context(dm, lanes, module.self_supervised.context_size, offline_only=True)
             z = sample(*module.encoder.posterior(offline.to(module.device)))
             batch["reward"] = label_rewards(module.decoder, batch, z)
         batch["generated"] = torch.full_like(batch["terminated"], generated)
         return batch.cpu()
+
+    def _context(self, dm, lanes: torch.Tensor, n: int, offline_only: bool) -> TensorDict:
+        """``n`` rows per lane of its task's encoder buffer (``offline_only``: its offline rows). Held-out
+        tasks have no offline rows in the replays: the dataset's held-out encoder rows stand in for them."""
+        held_out = lanes >= dm.num_train_tasks
+        if not held_out.any():
+            return dm.encoder.sample(lanes, n, self._generator, offline_only)
+        if offline_only or not dm.encoder.has_rows()[lanes].all():
+            return draw_rows(dm.dataset.test_encoder[lanes - dm.num_train_tasks], n, self._generator)
+        return dm.encoder.sample(lanes, n, self._generator)
 
     def on_fit_end(self, trainer: L.Trainer, module: SMAC) -> None:
         if self._collector is not None:

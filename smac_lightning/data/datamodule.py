@@ -66,6 +66,7 @@ class MetaDataModule(L.LightningDataModule):
         self.batches_consumed = 0
         self.online_batch_size = batch_size
         self.online_from_batch: int | None = None  # set by a learner whose RL batch changes with its phase
+        self.held_out_in_replay = False  # held-out tasks' own rows join the replays (self-supervision on them)
         self.rl: MultiTaskReplay
         self.encoder: MultiTaskReplay
         if min(meta_batch, batch_size, context_size) < 1:
@@ -94,6 +95,17 @@ class MetaDataModule(L.LightningDataModule):
     def task_dim(self) -> int:
         return self.train_tasks.shape[-1]
 
+    @property
+    def task_descriptions(self) -> torch.Tensor:
+        """Every task a replay row can belong to, by its index there: training tasks, then held-out ones."""
+        return torch.cat([self.train_tasks, self.test_tasks]) if self.held_out_in_replay else self.train_tasks
+
+    def add_held_out_tasks(self) -> None:
+        """Give the held-out tasks rows of their own in the replays, after the training tasks (appendix B)."""
+        for replay in {id(self.rl): self.rl, id(self.encoder): self.encoder}.values():
+            replay.add_tasks(len(self.test_tasks))
+        self.held_out_in_replay = True
+
     def evaluation_splits(self, max_train_tasks: int, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
         """Meta-test splits: held-out tasks and ``max_train_tasks`` random training tasks (drawn from
         ``generator``), each with its offline context buffer (None where there is no offline data)."""
@@ -116,11 +128,12 @@ class MetaDataModule(L.LightningDataModule):
     def sample_meta_batch(self, generator: torch.Generator | None = None, batch_size: int | None = None) -> TensorDict:
         """``meta_batch`` training tasks drawn with replacement (as the authors did), each with its context and RL rows."""
         generator = self.generator if generator is None else generator
-        tasks = torch.randint(self.num_train_tasks, (self.meta_batch,), generator=generator)
+        pool = self.rl.has_rows().nonzero().flatten()  # the training tasks, and held-out ones once they have rows
+        tasks = pool[torch.randint(len(pool), (self.meta_batch,), generator=generator)]
         return TensorDict(
             {
                 "task": tasks,
-                "task_description": self.train_tasks[tasks].float(),  # only the true-task diagnostic reads it
+                "task_description": self.task_descriptions[tasks].float(),  # only the true-task diagnostic reads it
                 "context": self.encoder.sample(tasks, self.context_size, generator),
                 "rl": self.rl.sample(tasks, batch_size or self.batch_size, generator),
             },
@@ -151,9 +164,12 @@ class MetaDataModule(L.LightningDataModule):
             "rl": self.rl.state_dict(),
             "encoder": self.encoder.state_dict(),
             "batches_consumed": self.batches_consumed,
+            "held_out_in_replay": self.held_out_in_replay,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("held_out_in_replay") and not self.held_out_in_replay:
+            self.add_held_out_tasks()
         self.rl.load_state_dict(state["rl"])
         self.encoder.load_state_dict(state["encoder"])
         self.batches_consumed = state["batches_consumed"]

@@ -48,6 +48,19 @@ class MultiTaskReplay:
         )
         return cls(layout, capacity)
 
+    def add_tasks(self, n: int) -> None:
+        """``n`` more tasks after the existing ones, with no offline rows: only the online rows
+        ``extend`` gives them are ever sampled (``has_rows`` says which tasks have some)."""
+        rows = self.storage.batch_size[1]
+        extra = self.storage.apply(lambda x: torch.zeros(n, *x.shape[1:], dtype=x.dtype), batch_size=[n, rows])
+        self.storage = torch.cat([self.storage, extra], dim=0)
+        self.sizes = torch.cat([self.sizes, torch.full((n,), self.offline_size, dtype=torch.long)])
+        self.start = torch.cat([self.start, torch.full((n,), self.offline_size, dtype=torch.long)])
+        self.written = torch.cat([self.written, torch.zeros(n, dtype=torch.long)])
+
+    def has_rows(self) -> torch.Tensor:
+        return self.sizes > self.start
+
     @property
     def num_tasks(self) -> int:
         return self.storage.batch_size[0]
