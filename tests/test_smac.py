@@ -201,13 +201,15 @@ def test_eq3_reconstructs_the_rl_rows_from_z_inferred_on_the_context(tmp_path):
 def test_true_task_as_z_needs_the_task_size_and_trains_no_encoder(tmp_path):
     from smac_lightning.errors import ConfigError
 
-    made = smoke_cli(tmp_path, "--model.true_task_as_z", "true", "--model.latent_dim", "2")
+    with pytest.raises(ConfigError, match="nothing can label the online data"):
+        smoke_cli(tmp_path, "--model.true_task_as_z", "true", "--model.latent_dim", "2")
+    made = smoke_cli(tmp_path, "--model.true_task_as_z", "true", "--model.latent_dim", "2", "--model.self_supervised.rewards", "true")
     module, batch = made.model, made.datamodule.sample_meta_batch()
     losses = module.compute_losses(batch["context"], batch["rl"], batch["task_description"])
     assert "encoder_loss" not in losses and "kl" not in losses
     (losses["critic_loss"] + losses["actor_loss"]).backward()
     assert all(p.grad is None for p in module.encoder.parameters())
-    wrong = smoke_cli(tmp_path / "wrong", "--model.true_task_as_z", "true")  # latent_dim 5, goals are 2-d
+    wrong = smoke_cli(tmp_path / "wrong", "--model.true_task_as_z", "true", "--model.self_supervised.rewards", "true")  # latent_dim 5
     with pytest.raises(ConfigError, match="set model.latent_dim: 2"):
         wrong.trainer.fit(wrong.model, wrong.datamodule)
 

@@ -165,6 +165,11 @@ class SMAC(MetaLearner):
         # LightningCLI may hand the nested configs over as plain dicts
         self.self_supervised = _as(SelfSupervisedConfig, self_supervised)
         self.evaluation = _as(MetaTestProtocol, evaluation)
+        if true_task_as_z and self.self_supervised.rewards == "generated" and self.self_supervised.iterations:
+            raise ConfigError(
+                "model.true_task_as_z trains no encoder or decoder, so nothing can label the online data: "
+                "add --model.self_supervised.rewards true (or --model.self_supervised.iterations 0)"
+            )
         self.phase = Phase.OFFLINE
         self.online_transitions = 0
         self.iterations_done = 0
