@@ -169,8 +169,9 @@ def test_posterior_trajectories_infer_z_from_the_tasks_encoder_buffer_after_a_pr
     assert (post_var[~first] < 1).all()  # a posterior from 32 rows is narrower than the prior
 
 
-def test_meta_behaviour_cloning_is_the_dataset_actions_negative_log_likelihood(tmp_path):
-    made = smoke_cli(tmp_path, "--model.actor_loss", "bc")
+def _losses_and_the_z_they_drew(tmp_path, *overrides):
+    """The losses of one smoke meta-batch, and the z rows ``[T, B, d]`` drawn for its RL rows (same seed)."""
+    made = smoke_cli(tmp_path, *overrides)
     module, batch = made.model, made.datamodule.sample_meta_batch()
     torch.manual_seed(0)
     losses = module.compute_losses(batch["context"], batch["rl"])
@@ -178,21 +179,18 @@ def test_meta_behaviour_cloning_is_the_dataset_actions_negative_log_likelihood(t
     mean, var = module.encoder.posterior(batch["context"])
     z = mean + var.sqrt() * torch.randn_like(mean)
     rl = batch["rl"]
-    expected = -module.policy(rl["observation"], z.unsqueeze(1).expand(4, rl.batch_size[1], 5)).log_prob(rl["action"]).mean()
+    return module, rl, losses, z.unsqueeze(1).expand(4, rl.batch_size[1], 5), (mean, var)
+
+
+def test_meta_behaviour_cloning_is_the_dataset_actions_negative_log_likelihood(tmp_path):
+    module, rl, losses, z_rows, _ = _losses_and_the_z_they_drew(tmp_path, "--model.actor_loss", "bc")
+    expected = -module.policy(rl["observation"], z_rows).log_prob(rl["action"]).mean()
     torch.testing.assert_close(losses["actor_loss"], expected)
 
 
 def test_eq3_reconstructs_the_rl_rows_from_z_inferred_on_the_context(tmp_path):
-    made = smoke_cli(tmp_path)
-    module, batch = made.model, made.datamodule.sample_meta_batch()
-    torch.manual_seed(0)
-    losses = module.compute_losses(batch["context"], batch["rl"])
-    torch.manual_seed(0)
-    mean, var = module.encoder.posterior(batch["context"])
-    z = mean + var.sqrt() * torch.randn_like(mean)
-    rl = batch["rl"]
-    predicted = module.decoder(rl["observation"], rl["action"], z.unsqueeze(1).expand(4, rl.batch_size[1], 5))
-    error = (predicted - rl["reward"]).pow(2).mean()  # over every RL row, not the context's
+    module, rl, losses, z_rows, (mean, var) = _losses_and_the_z_they_drew(tmp_path)
+    error = (module.decoder(rl["observation"], rl["action"], z_rows) - rl["reward"]).pow(2).mean()  # every RL row
     kl = (0.5 * (var + mean.pow(2) - 1 - var.log()).sum(-1)).mean()  # summed over dims, mean over tasks
     torch.testing.assert_close(losses["reward_loss"], error)
     torch.testing.assert_close(losses["encoder_loss"], error + 0.1 * kl)
