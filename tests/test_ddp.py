@@ -30,7 +30,7 @@ def test_both_ranks_run_both_phases_with_averaged_gradients(ddp_run):
 
 def test_each_rank_collects_its_own_online_data(ddp_run):
     _, (rank0, rank1) = ddp_run
-    assert rank0["online_transitions"] == rank1["online_transitions"] == 80
+    assert rank0["online_transitions"] == rank1["online_transitions"] == 240  # 2 iterations of 2 tasks x 3 trajectories x 20 steps
     assert not torch.equal(rank0["online_rl"]["observation"], rank1["online_rl"]["observation"])
 
 
