@@ -39,8 +39,8 @@ def test_resume_from_a_checkpoint_is_bit_identical(uninterrupted, tmp_path, kill
     resumed = smoke_cli(tmp_path, *LONGER, "--data.dataset_dir", str(run_dir / "data"))
     resumed.trainer.fit(resumed.model, resumed.datamodule, ckpt_path=str(ckpt))
     got = _final_state(resumed)
-    # rounds of 40 transitions at self-supervised updates 0, 20, 40 and 60 (0.5 updates per transition)
-    assert got["counters"] == expected["counters"] == (120, 160, int(Phase.SELF_SUPERVISED))
+    # iterations of 120 transitions at self-supervised updates 0, 20, 40 and 60
+    assert got["counters"] == expected["counters"] == (120, 480, int(Phase.SELF_SUPERVISED))
     for key, value in expected["model"].items():
         assert torch.equal(got["model"][key], value), f"{key} differs after resuming at update {killed_at}"
     assert (got["online_rl"] == expected["online_rl"]).all()
