@@ -205,8 +205,9 @@ def summarize(rows: list[dict], switch: int) -> list[dict]:
     summary = []
     for method in [m for m in METHODS if any(r["method"] == m for r in rows)]:
         at_switch, at_end, offline_context, success = [], [], [], []
-        for seed in sorted({r["seed"] for r in rows if r["method"] == method}):
-            runs = [r for r in rows if r["method"] == method and r["seed"] == seed]
+        mine = [r for r in rows if r["method"] == method]
+        for seed in sorted({r["seed"] for r in mine}):
+            runs = [r for r in mine if r["seed"] == seed]
             switch_rows = [r for r in runs if r["updates"] == switch]
             if switch_rows:
                 at_switch.append(switch_rows[0]["final_return"])
@@ -215,7 +216,7 @@ def summarize(rows: list[dict], switch: int) -> list[dict]:
             offline_context.append(np.mean([r["offline_context_return"] for r in last if r.get("offline_context_return") != ""]))
             if all(r.get("success", "") != "" for r in last):
                 success.append(np.mean([r["success"] for r in last]))
-        entry = {"method": method, "seeds": len(at_end), "updates": runs[-1]["updates"]}
+        entry = {"method": method, "seeds": len(at_end), "updates": max(r["updates"] for r in mine)}
         for name, values in (("at_switch", at_switch), (f"last{LAST_EVALUATIONS}", at_end),
                              (f"offline_context_last{LAST_EVALUATIONS}", offline_context), (f"success_last{LAST_EVALUATIONS}", success)):
             if values:

@@ -79,11 +79,8 @@ class SelfSupervisedPhase(L.Callback):
         per_task = math.ceil(config.prior_steps / dm.family.horizon)
         lanes = tasks.repeat_interleave(per_task)
         explored = self._trajectories(module, dm, lanes, *prior(len(lanes), module.hparams.latent_dim, module.device), seed)
-        separate_encoder = dm.encoder is not dm.rl
-        for lane, task in enumerate(lanes.tolist()):
-            dm.rl.extend(task, explored[lane])
-            if separate_encoder and config.encoder_buffer == "append":
-                dm.encoder.extend(task, explored[lane])
+        to_encoder = dm.encoder is not dm.rl and config.encoder_buffer == "append"
+        self._append(dm, tasks, explored, to_encoder)
         collected = explored.numel()
 
         per_task = math.ceil(config.posterior_steps / dm.family.horizon)
@@ -97,10 +94,17 @@ class SelfSupervisedPhase(L.Callback):
                 context = self._context(dm, lanes[inferred], config.context_size, offline_only=False)
                 mean[inferred], var[inferred] = module.encoder.posterior(context.to(module.device))
             adapted = self._trajectories(module, dm, lanes, mean, var, seed + len(tasks) * 1_000)
-            for lane, task in enumerate(lanes.tolist()):
-                dm.rl.extend(task, adapted[lane])
+            self._append(dm, tasks, adapted, to_encoder=False)
             collected += adapted.numel()
         module.online_transitions += collected
+
+    @staticmethod
+    def _append(dm, tasks: torch.Tensor, trajectories: TensorDict, to_encoder: bool) -> None:
+        """Each drawn task's trajectories (its consecutive lanes), in order, to its RL buffer and, if asked, its encoder buffer."""
+        for task, rows in zip(tasks.tolist(), trajectories.reshape(len(tasks), -1)):
+            dm.rl.extend(task, rows)
+            if to_encoder:
+                dm.encoder.extend(task, rows)
 
     def _trajectories(self, module: SMAC, dm, lanes: torch.Tensor, mean, var, seed: int) -> TensorDict:
         """One trajectory per lane with z ~ N(mean, var), on CPU, with eq. (4)'s labels: each trajectory's
