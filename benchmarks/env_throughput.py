@@ -1,15 +1,14 @@
-"""Env steps per second of each task family: the raw gymnasium loop versus the project's collectors.
+"""Env steps per second of each task family: the raw gymnasium loop versus the project's runner.
 
 For each family, in one run and on the same env:
 
 - ``raw``: ``env.step`` with uniform random actions, resetting at episode ends (the ceiling);
 - ``raw+policy``: the same loop with one z-conditioned policy forward per step (numpy <-> torch);
-- ``collector``: the self-supervised phase's ``ExplorationCollector`` (TorchRL ``Collector`` over
-  ``TaskLanes``, policy in the loop), ``--tasks`` lanes of one ``horizon``-step trajectory each
-  per call (a round of 5 tasks x 2 exploration trajectories is 10 lanes);
-- ``collector_1lane``: the same with one lane (one trajectory at a time, the old path);
-- ``lockstep``: PEARL's and meta-test's ``TaskRollouts``: ``--tasks`` envs stepped together with
-  one batched policy forward per step (rate counted in env steps, all envs together).
+- ``lockstep``: ``rollout.Lanes`` (every collection and meta-test path), ``--tasks`` lanes of one
+  episode each stepped together, one batched policy forward per step with z drawn per step
+  (``LatentPolicy``), counted in valid env steps of all lanes together (a self-supervised stage
+  of 5 tasks x 2 trajectories is 10 lanes);
+- ``lockstep_1lane``: the same with one lane (one trajectory at a time).
 
 Ratios are against ``raw`` and ``raw+policy``. The last line printed is JSON with every figure.
 
@@ -26,10 +25,9 @@ import time
 import numpy as np
 import torch
 
-from smac_lightning.collect import ExplorationCollector, TaskRollouts
-from smac_lightning.evaluation import prior
 from smac_lightning.envs import ALL_FAMILIES
-from smac_lightning.nn import TanhGaussianPolicy
+from smac_lightning.nn import TanhGaussianPolicy, prior
+from smac_lightning.rollout import Lanes, LatentPolicy
 
 FAMILIES = {f.name: f for f in ALL_FAMILIES}
 LATENT = 5
@@ -68,33 +66,24 @@ def measure(name: str, steps: int, tasks: int, hidden: list[int]) -> dict:
         "raw": rate(lambda n: raw_loop(env, n, lambda _: rng.uniform(-1, 1, act_dim).astype(np.float32)), steps),
         "raw+policy": rate(lambda n: raw_loop(env, n, policy_act), steps),
     }
-    collector = ExplorationCollector(family, train, policy, LATENT, reward_free=False)
+    lanes = Lanes(family.make_env, family.horizon)
 
-    def collect(lanes):
+    def lockstep(count):
         def run(n):
             done = 0
             while done < n:
-                done += collector.trajectories(torch.arange(lanes) % len(train), *prior(lanes, LATENT), seed=done).numel()
+                actor = LatentPolicy(policy, *prior(count, LATENT), per_step=True)
+                done += int(lanes.run(train[np.arange(count) % len(train)], actor.act, seed=done)["valid"].sum())
             return done
         return run
 
-    figures["collector"] = rate(collect(tasks), steps)
-    figures["collector_1lane"] = rate(collect(1), steps)
-    collector.shutdown()
-    rollouts = TaskRollouts(family, train[:tasks])
-    zs = torch.randn(tasks, LATENT)
-
-    def lockstep(n):
-        done = 0
-        while done < n:
-            done += sum(rows.batch_size[0] for rows in rollouts.episodes(list(range(tasks)), policy, zs, seed=done))
-        return done
-
-    figures["lockstep"] = rate(lockstep, steps)
+    figures["lockstep"] = rate(lockstep(tasks), steps)
+    figures["lockstep_1lane"] = rate(lockstep(1), steps)
+    lanes.close()
     return (
         {key: round(value) for key, value in figures.items()}
         | {f"{key}_vs_raw": round(value / figures["raw"], 2) for key, value in figures.items() if key != "raw"}
-        | {f"{key}_vs_raw+policy": round(figures[key] / figures["raw+policy"], 2) for key in ("collector", "collector_1lane", "lockstep")}
+        | {f"{key}_vs_raw+policy": round(figures[key] / figures["raw+policy"], 2) for key in ("lockstep", "lockstep_1lane")}
     )
 
 
@@ -102,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--steps", type=int, default=2000, help="env steps timed per measurement")
-    parser.add_argument("--tasks", type=int, default=10, help="lanes (envs stepped together) in the collector and lock-step measurements")
+    parser.add_argument("--tasks", type=int, default=10, help="lanes (envs stepped together) in the lock-step measurement")
     parser.add_argument("--hidden", type=int, nargs="+", default=[300, 300, 300], help="policy widths (paper: 300 x 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (collection runs beside training)")
     args = parser.parse_args()

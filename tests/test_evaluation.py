@@ -1,9 +1,9 @@
+import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
 
-from smac_lightning.collect import LatentExplorer
-from smac_lightning.evaluation import MetaTester, MetaTestProtocol, reward_error
+from smac_lightning.rollout import LatentPolicy, MetaTester, MetaTestProtocol, reward_error
 from smac_lightning.nn import ContextEncoder, RewardDecoder, TanhGaussian, TanhGaussianPolicy
 
 
@@ -59,17 +59,15 @@ class _ActsItsZ(torch.nn.Module):
 @pytest.mark.parametrize("resample_z", ["step", "trajectory"])
 def test_meta_test_draws_z_per_step_or_per_trajectory(family, resample_z):
     tester = MetaTester(family, MetaTestProtocol(runs_per_task=1, resample_z=resample_z))
-    envs = tester._envs_for(family.task_sets()[1][:2])
     mean, var = torch.zeros(2, 3), torch.ones(2, 3)
-    actions = tester._episode(envs, _ActsItsZ(), mean, var, seed=0)["action"]  # [2, horizon, 2]
+    actions = tester._episode(family.task_sets()[1][:2], _ActsItsZ(), mean, var, seed=0)["action"]  # [2, horizon, 2]
     changes = (actions[:, 1:] != actions[:, :1]).any(-1)
     assert changes.all() if resample_z == "step" else not changes.any()
 
 
 @pytest.mark.parametrize("per_step", [True, False])
-def test_collection_explorer_draws_z_per_step_or_per_trajectory(per_step):
-    explorer = LatentExplorer(_ActsItsZ(), latent_dim=3, per_step=per_step)
-    explorer.set_latent(torch.zeros(4, 3), torch.ones(4, 3))
-    obs = torch.zeros(4, 2)
-    first, second = explorer(obs), explorer(obs)
-    assert (not torch.allclose(first, second)) if per_step else torch.equal(first, second)
+def test_the_latent_policy_draws_z_per_step_or_per_trajectory(per_step):
+    actor = LatentPolicy(_ActsItsZ(), torch.zeros(4, 3), torch.ones(4, 3), per_step=per_step)
+    obs = np.zeros((4, 2), np.float32)
+    first, second = actor.act(obs), actor.act(obs)
+    assert (not np.allclose(first, second)) if per_step else np.array_equal(first, second)

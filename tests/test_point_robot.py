@@ -6,7 +6,7 @@ from gymnasium.utils.env_checker import check_env
 import smac_lightning.envs  # noqa: F401  (registers the envs)
 from smac_lightning.envs import PointRobotFamily
 from smac_lightning.envs.point_robot import PointRobotEnv
-from smac_lightning.rollout import rollout
+from smac_lightning.rollout import run_episodes
 
 
 def _positions(env, actions):
@@ -75,11 +75,11 @@ def test_behaviour_policy_is_far_from_optimal():
     envs = [family.make_env(t) for t in tasks]
     behaviour = family.behaviour_policy(np.random.default_rng(0))
     behaviour.reset(tasks)
-    data_return = rollout(envs, behaviour.act, 20)["reward"].sum(1).mean().item()
+    data_return = run_episodes(envs, behaviour.act, 20)["reward"].sum(1).mean().item()
 
     def oracle(obs):
         step = tasks - obs
         return np.clip(10 * step, -1, 1)
 
-    oracle_return = rollout(envs, oracle, 20)["reward"].sum(1).mean().item()
+    oracle_return = run_episodes(envs, oracle, 20)["reward"].sum(1).mean().item()
     assert data_return < oracle_return - 3.0

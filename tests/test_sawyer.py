@@ -14,7 +14,7 @@ from smac_lightning.envs import PointRobotFamily, SawyerEnv, SawyerFamily
 from smac_lightning.envs.sawyer import scene as S
 from smac_lightning.envs.sawyer.scripted import OPEN, ScriptedSawyer, Waypoint, behaviour_script
 from smac_lightning.errors import ConfigError
-from smac_lightning.evaluation import MetaTester, MetaTestProtocol
+from smac_lightning.rollout import MetaTester, MetaTestProtocol
 
 EVERYTHING = {name: True for name in S.OBJECTS}
 

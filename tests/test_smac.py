@@ -121,17 +121,13 @@ def test_self_supervised_phase_appends_generated_rows_without_the_true_reward(se
 
 def _one_iteration(tmp_path, *overrides):
     """One self-supervised iteration's collection, run directly on a fresh smoke module at the switch."""
-    from types import SimpleNamespace
-
-    from smac_lightning.callbacks.phase import SelfSupervisedPhase
+    from smac_lightning.rollout import collection_lanes, self_supervised_iteration
 
     made = smoke_cli(tmp_path, *overrides)
     module, dm = made.model, made.datamodule
-    phase = SelfSupervisedPhase()
-    phase.switch(dm, module)
-    phase.collect(SimpleNamespace(datamodule=dm, global_rank=0), module)
-    # collection draws z as meta-test does
-    assert phase._collector.explorer.per_step == (module.evaluation.resample_z == "step")
+    module.switch_to_self_supervised(dm)
+    lanes = collection_lanes(dm.family, module.self_supervised)
+    module.online_transitions += self_supervised_iteration(module, dm, lanes, torch.Generator().manual_seed(0), seed=0)
     return module, dm
 
 
@@ -149,21 +145,28 @@ def test_a_separate_encoder_buffer_gets_the_prior_rows_unless_frozen(tmp_path, m
 
 
 def test_posterior_trajectories_infer_z_from_the_tasks_encoder_buffer_after_a_prior_one(tmp_path, monkeypatch):
-    from smac_lightning.collect import ExplorationCollector
+    from smac_lightning.rollout import Lanes, LatentPolicy
 
-    seen = []
-    original = ExplorationCollector.trajectories
+    seen, lanes_run = [], []
+    original_init, original_run = LatentPolicy.__init__, Lanes.run
 
-    def spy(self, task_ids, mean, var, seed):
-        seen.append((task_ids.clone(), mean.clone(), var.clone()))
-        return original(self, task_ids, mean, var, seed)
+    def spy_policy(self, policy, mean, var=None, per_step=False, deterministic=False):
+        seen.append((mean.clone(), var.clone(), per_step))
+        original_init(self, policy, mean, var, per_step, deterministic)
 
-    monkeypatch.setattr(ExplorationCollector, "trajectories", spy)
-    _one_iteration(tmp_path)
-    (prior_tasks, prior_mean, prior_var), (post_tasks, post_mean, post_var) = seen
+    def spy_run(self, tasks, act, seed=None):
+        lanes_run.append(tasks.copy())
+        return original_run(self, tasks, act, seed)
+
+    monkeypatch.setattr(LatentPolicy, "__init__", spy_policy)
+    monkeypatch.setattr(Lanes, "run", spy_run)
+    module, _ = _one_iteration(tmp_path)
+    (prior_mean, prior_var, prior_per_step), (post_mean, post_var, post_per_step) = seen
+    assert prior_per_step == post_per_step == (module.evaluation.resample_z == "step")  # z drawn as meta-test does
+    prior_tasks, post_tasks = lanes_run
     assert len(prior_tasks) == 2 and len(post_tasks) == 4  # 2 tasks x 1 prior; 2 tasks x 2 posterior
     assert (prior_mean == 0).all() and (prior_var == 1).all()
-    assert torch.equal(post_tasks, prior_tasks.repeat_interleave(2))
+    assert (post_tasks == prior_tasks.repeat(2, axis=0)).all()
     first = torch.tensor([True, False, True, False])  # each task's first posterior trajectory: p(z)
     assert (post_mean[first] == 0).all() and (post_var[first] == 1).all()
     assert (post_var[~first] < 1).all()  # a posterior from 32 rows is narrower than the prior

@@ -1,6 +1,7 @@
 """LightningModules that compose the networks and losses."""
 
-from smac_lightning.algos.pearl import PEARL, PEARLCollection
-from smac_lightning.algos.smac import SMAC, Phase, SelfSupervisedConfig
+from smac_lightning.algos.pearl import PEARL
+from smac_lightning.algos.smac import SMAC, Phase
+from smac_lightning.rollout import PEARLCollection, SelfSupervisedConfig
 
 __all__ = ["PEARL", "PEARLCollection", "SMAC", "Phase", "SelfSupervisedConfig"]

@@ -8,15 +8,21 @@ import lightning as L
 import numpy as np
 import torch
 
-from smac_lightning.algos.meta_test import MetaTestMixin
+from smac_lightning.algos.evaluation import MetaEvaluation
 from smac_lightning.errors import ConfigError, TrainingDiverged
 
 
-class MetaLearner(MetaTestMixin, L.LightningModule):
+def config_of(cls, value):
+    """A nested config as its dataclass: LightningCLI may hand it over as a plain dict."""
+    return cls(**value) if isinstance(value, dict) else value
+
+
+class MetaLearner(MetaEvaluation, L.LightningModule):
     """Base of SMAC and PEARL: ``critic``/``target_critic`` networks and a budget counted in updates.
 
-    Subclasses define ``budgets()`` (config name -> updates, summing to the run's budget),
-    count ``self.updates`` in their step, and keep their counters in ``counter_state()``.
+    Subclasses write their update in ``training_step`` (naming their optimizers and losses, then
+    ``optimize``), define ``budgets()`` (config name -> updates, summing to the run's budget) and
+    keep their counters in ``counter_state()``.
     """
 
     checkpoint_key = "counters"
@@ -47,22 +53,19 @@ class MetaLearner(MetaTestMixin, L.LightningModule):
     def progress_metrics(self) -> dict[str, float]:
         return {"progress/updates": float(self.updates)}
 
-    def training_step(self, batch, batch_idx: int) -> None:
-        losses = self.update(batch, self.optimizers(), self.manual_backward)
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
-
-    def apply_update(self, total: torch.Tensor, losses: dict, optimizers, backward) -> dict[str, torch.Tensor]:
-        """One backward of ``total`` (each summand reaches only its own networks), every optimizer's
-        step, the target critics' soft update; losses are kept for the NaN check (no host sync here)."""
+    def optimize(self, total: torch.Tensor, optimizers, losses: dict[str, torch.Tensor]) -> None:
+        """One backward of ``total`` (each summand reaches only its own networks), a step of each of
+        ``optimizers``, the target critics' soft update; ``losses`` are logged and kept for the NaN
+        check (no host sync here)."""
         for optimizer in optimizers:
             optimizer.zero_grad()
-        backward(total)
+        self.manual_backward(total)
         for optimizer in optimizers:
             optimizer.step()
         self.soft_update_target()
         self.updates += 1
         self._last_losses = losses
-        return losses
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
 
     def min_q_through_frozen_critic(self, obs: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """min over the critics of Q(s, a, z) on detached critic weights: an actor loss built on it

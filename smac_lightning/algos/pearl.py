@@ -11,46 +11,18 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tensordict import TensorDict
+from tqdm.auto import tqdm
 
-from smac_lightning.algos.base import MetaLearner
-from smac_lightning.algos.smac import _as
-from smac_lightning.data.export import DatasetExport
+from smac_lightning.algos.base import MetaLearner, config_of
+from smac_lightning.data.export import DatasetExport, export_dataset
 from smac_lightning.errors import ConfigError
-from smac_lightning.evaluation import MetaTestProtocol, sample
 from smac_lightning.losses import critic_loss, kl_to_standard_normal, pearl_actor_loss, soft_td_target, temperature_loss
-from smac_lightning.nn import ContextEncoder, CriticEnsemble, TanhGaussianPolicy
-
-
-@dataclass
-class PEARLCollection:
-    """What PEARL collects, with ground-truth rewards, before each iteration's updates.
-
-    Args:
-        initial_steps: per training task, before the first update: z ~ p(z), into both replays.
-        tasks_per_iteration: training tasks drawn (without replacement) each iteration.
-        prior_steps: per drawn task, z ~ p(z) once per trajectory; they replace the task's
-            encoder replay and are added to its RL replay.
-        posterior_steps: per drawn task, z ~ q(z | a context from its encoder replay), drawn anew
-            per trajectory; RL replay only.
-
-    Steps are rounded up to whole trajectories of the family's horizon.
-    """
-
-    initial_steps: int = 2000
-    tasks_per_iteration: int = 5
-    prior_steps: int = 400
-    posterior_steps: int = 600
-
-    def __post_init__(self):
-        if self.initial_steps < 1 or self.prior_steps < 1 or self.tasks_per_iteration < 1 or self.posterior_steps < 0:
-            raise ConfigError(
-                "model.collection needs initial_steps, prior_steps and tasks_per_iteration >= 1 and "
-                f"posterior_steps >= 0, got {self}"
-            )
+from smac_lightning.nn import ContextEncoder, CriticEnsemble, TanhGaussianPolicy, sample
+from smac_lightning.rollout import Lanes, MetaTestProtocol, PEARLCollection, pearl_iteration
 
 
 class PEARL(MetaLearner):
@@ -114,13 +86,15 @@ class PEARL(MetaLearner):
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.nn.Parameter(torch.tensor(math.log(initial_alpha)))
         self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
-        self.collection = _as(PEARLCollection, collection)
-        self.evaluation = _as(MetaTestProtocol, evaluation)
-        self.export = _as(DatasetExport, export)
+        self.collection = config_of(PEARLCollection, collection)
+        self.evaluation = config_of(MetaTestProtocol, evaluation)
+        self.export = config_of(DatasetExport, export)
         if self.export is not None and self.export.iteration > iterations:
             raise ConfigError(f"model.export.iteration={self.export.iteration} is beyond model.iterations={iterations}")
         self.iterations_collected = 0
         self.env_steps = 0
+        self._lanes: Lanes | None = None  # collection envs, built on first use
+        self._bar = None
 
     def compute_losses(self, context: TensorDict, rl: TensorDict) -> dict[str, torch.Tensor]:
         """All of PEARL's losses for one meta-batch (``context`` ``[T, C]``, ``rl`` ``[T, B]``)."""
@@ -151,20 +125,72 @@ class PEARL(MetaLearner):
         losses["q_mean"] = q_pi.detach().mean()
         return losses
 
-    def update(self, batch: TensorDict, optimizers, backward) -> dict[str, torch.Tensor]:
-        """One PEARL update; the encoder's loss is the critic's Bellman error plus the weighted KL."""
+    def training_step(self, batch: TensorDict, batch_idx: int) -> None:
+        """One PEARL update: the critics' soft TD error plus the weighted KL train the encoder too;
+        the actor and the entropy temperature follow SAC."""
+        encoder_opt, critic_opt, actor_opt, alpha_opt = self.optimizers()
         losses = self.compute_losses(batch["context"], batch["rl"])
         total = losses["critic_loss"] + self.hparams.kl_weight * losses["kl"] + losses["actor_loss"] + losses["alpha_loss"]
-        return self.apply_update(total, losses, optimizers, backward)
+        self.optimize(total, [encoder_opt, critic_opt, actor_opt, alpha_opt], losses)
 
     def configure_optimizers(self):
         adam = functools.partial(torch.optim.Adam, lr=self.hparams.lr, fused=True)
         return [adam(self.encoder.parameters()), adam(self.critic.parameters()), adam(self.policy.parameters()), adam([self.log_alpha])]
 
-    def configure_callbacks(self):
-        from smac_lightning.callbacks.pearl_collection import PEARLCollector
+    # ----------------------------------------------------------------- collect, train, export
 
-        return [PEARLCollector()]
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        export = self.export
+        if export is not None and self.iterations_collected < export.iteration and Path(export.path).exists():
+            raise ConfigError(
+                f"model.export.path {export.path} exists already; this run would not overwrite it at iteration "
+                f"{export.iteration}. Delete it or point model.export.path elsewhere."
+            )
+        if self.trainer.is_global_zero and self.trainer.progress_bar_callback is None:
+            self._bar = tqdm(total=self.hparams.iterations, initial=self.iterations_collected, desc="PEARL iterations", unit="it")
+        self._collect_due()  # before the first meta-batch is drawn
+
+    def on_train_batch_start(self, batch, batch_idx: int):
+        """Iteration ``k``'s collection runs when ``k * updates_per_iteration`` updates are done."""
+        self._collect_due()
+        return super().on_train_batch_start(batch, batch_idx)
+
+    def on_train_end(self) -> None:
+        self._maybe_export()
+        if self._bar is not None:
+            self._bar.close()
+        if self._lanes is not None:
+            self._lanes.close()
+            self._lanes = None
+
+    def _collect_due(self) -> None:
+        per_iteration, iterations = self.hparams.updates_per_iteration, self.hparams.iterations
+        while self.iterations_collected < iterations and self.iterations_collected * per_iteration <= self.updates:
+            self._maybe_export()
+            self.collect()
+            if self._bar is not None:
+                self._bar.update(1)
+        self._maybe_export()
+
+    def collect(self) -> None:
+        """Iteration ``iterations_collected``'s data (``rollout.pearl_iteration``), seeded by the
+        iteration index, so a resumed run collects what the uninterrupted one would have."""
+        dm = self.trainer.datamodule
+        if self._lanes is None:
+            self._lanes = Lanes(dm.family.make_env, dm.family.horizon)
+        generator = torch.Generator().manual_seed(self.trainer.global_rank * 1_000_003 + self.iterations_collected)
+        self.env_steps += pearl_iteration(self, dm, self._lanes, generator)
+        self.iterations_collected += 1
+
+    def _maybe_export(self) -> None:
+        """Export after ``export.iteration`` iterations of collection and training, before the next collection."""
+        export = self.export
+        done = self.iterations_collected == export.iteration if export else False
+        trained = self.updates >= self.iterations_collected * self.hparams.updates_per_iteration
+        if done and trained and self.trainer.is_global_zero and not Path(export.path).exists():
+            dataset = export_dataset(export, self, self.trainer.datamodule)
+            tqdm.write(f"exported {export.path}: {dict(dataset.manifest['sizes'])} per task after iteration {export.iteration}")
 
     def budgets(self) -> dict[str, int]:
         return {"model.iterations * model.updates_per_iteration": self.hparams.iterations * self.hparams.updates_per_iteration}

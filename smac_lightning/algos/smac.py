@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
 
 import torch
 from tensordict import TensorDict
 
+from smac_lightning.algos.base import MetaLearner, config_of
 from smac_lightning.errors import ConfigError
-from smac_lightning.algos.base import MetaLearner
-from smac_lightning.evaluation import MetaTestProtocol, sample
 from smac_lightning.losses import (
     awac_actor_loss,
     awac_weights,
@@ -25,79 +23,19 @@ from smac_lightning.losses import (
     reward_loss,
     td_target,
 )
-from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy
+from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy, sample
+from smac_lightning.rollout import (
+    Lanes,
+    MetaTestProtocol,
+    SelfSupervisedConfig,
+    collection_lanes,
+    self_supervised_iteration,
+)
 
 
 class Phase(IntEnum):
     OFFLINE = 0
     SELF_SUPERVISED = 1
-
-
-@dataclass
-class SelfSupervisedConfig:
-    """The self-supervised phase, in the authors' units.
-
-    The phase runs ``iterations`` iterations. Each one first collects, reward-free, on
-    ``tasks_per_iteration`` training tasks drawn with replacement: ``prior_steps`` with
-    z ~ p(z), then ``posterior_steps`` of which each task's first trajectory has z ~ p(z) and
-    the others z ~ q(z | ``context_size`` rows of the task's encoder buffer). z is resampled
-    every step or once per trajectory as ``model.evaluation.resample_z`` says, so collection and
-    meta-test never disagree. Whole trajectories are collected until a task has the steps; the
-    trajectories of a stage run in lock-step. Every trajectory is labelled by the frozen decoder
-    with its own z ~ q(z | ``context_size`` offline rows of its task), the encoder buffer as it
-    was at the switch (eq. 4). All rows go to the task's RL buffer; the prior rows also go to a
-    separate encoder buffer (``data.encoder_buffer: separate``) unless ``encoder_buffer`` is
-    ``freeze``. Then ``updates_per_iteration`` gradient updates follow.
-
-    Args:
-        iterations: collect-then-train iterations (the authors: 51 on Cheetah, 501 by default).
-        updates_per_iteration: gradient updates per iteration (the authors: 4,000 train steps x
-            4 context slices = 16,000).
-        tasks_per_iteration: training tasks drawn (with replacement) to collect on per iteration.
-        prior_steps: env steps per task with z ~ p(z) (the authors: 400).
-        posterior_steps: further env steps per task, the first trajectory with z ~ p(z), the rest
-            with z from the task's encoder buffer (the authors: 600).
-        context_size: rows of a task's buffer a collection posterior is inferred from (labels and
-            posterior trajectories; the authors: 256).
-        encoder_buffer: ``append`` or ``freeze``: whether prior rows join a separate encoder
-            buffer (the authors appended, also on Cheetah; the paper's text says Cheetah froze it).
-        rewards: ``generated`` (SMAC: the frozen decoder labels the online data) or ``true`` (the
-            paper's Online Oracle: the env's ground-truth rewards, everything else unchanged).
-        tasks: ``train`` or ``test``: collect on the held-out tasks instead (the paper's appendix B).
-            Their rows join the replays under their own task index and meta-batches draw them too;
-            their labels and first contexts come from the dataset's held-out encoder rows.
-    """
-
-    iterations: int = 501
-    updates_per_iteration: int = 16_000
-    tasks_per_iteration: int = 5
-    prior_steps: int = 400
-    posterior_steps: int = 600
-    context_size: int = 256
-    encoder_buffer: Literal["append", "freeze"] = "append"
-    rewards: Literal["generated", "true"] = "generated"
-    tasks: Literal["train", "test"] = "train"
-
-    def __post_init__(self):
-        name = "model.self_supervised"
-        if self.iterations < 0:
-            raise ConfigError(f"{name}.iterations must be >= 0, got {self.iterations}")
-        for key in ("updates_per_iteration", "tasks_per_iteration", "prior_steps", "context_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(
-                    f"{name}.{key} must be >= 1, got {getattr(self, key)}"
-                    + (" (the adapted trajectories are conditioned on the prior ones)" if key == "prior_steps" else "")
-                )
-        if self.posterior_steps < 0:
-            raise ConfigError(f"{name}.posterior_steps must be >= 0, got {self.posterior_steps}")
-
-    @property
-    def updates(self) -> int:
-        return self.iterations * self.updates_per_iteration
-
-
-def _as(cls, value):
-    return cls(**value) if isinstance(value, dict) else value
 
 
 class SMAC(MetaLearner):
@@ -163,8 +101,8 @@ class SMAC(MetaLearner):
         self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         # LightningCLI may hand the nested configs over as plain dicts
-        self.self_supervised = _as(SelfSupervisedConfig, self_supervised)
-        self.evaluation = _as(MetaTestProtocol, evaluation)
+        self.self_supervised = config_of(SelfSupervisedConfig, self_supervised)
+        self.evaluation = config_of(MetaTestProtocol, evaluation)
         if true_task_as_z and self.self_supervised.rewards == "generated" and self.self_supervised.iterations:
             raise ConfigError(
                 "model.true_task_as_z trains no encoder or decoder, so nothing can label the online data: "
@@ -173,6 +111,8 @@ class SMAC(MetaLearner):
         self.phase = Phase.OFFLINE
         self.online_transitions = 0
         self.iterations_done = 0
+        self._lanes: Lanes | None = None  # the self-supervised phase's envs, built on first use
+        self._collection_generator = torch.Generator()
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -199,7 +139,7 @@ class SMAC(MetaLearner):
         if hp.true_task_as_z:
             z = z_next = task.to(obs.dtype)
         else:
-            train_encoder = self.phase == Phase.OFFLINE
+            train_encoder = self.trains_encoder
             with torch.set_grad_enabled(train_encoder):
                 mean, var = self.encoder.posterior(context)
                 z = sample(mean, var)
@@ -211,7 +151,7 @@ class SMAC(MetaLearner):
             z, z_next = z.detach(), sample(mean, var).detach()  # neither critic nor actor trains the encoder
         z_rows, z_next_rows = rows(z, batch), rows(z_next, batch)
 
-        pearl = self.phase == Phase.SELF_SUPERVISED and hp.lambda_pearl != 0
+        pearl = self.adds_pearl_term
         dist = self.policy(obs, z_rows)
         a_pi, log_prob_pi = dist.rsample()
         q_data = self.critic(obs, action, z_rows)  # both critics in one batched forward
@@ -238,14 +178,15 @@ class SMAC(MetaLearner):
         losses["q_mean"] = q_data.mean().detach()
         return losses
 
-    def update(self, batch: TensorDict, optimizers, backward) -> dict[str, torch.Tensor]:
-        """One SMAC update on a meta-batch; ``backward`` is Lightning's ``manual_backward`` in training."""
-        if self.phase == Phase.SELF_SUPERVISED or self.hparams.true_task_as_z:
-            optimizers = optimizers[1:]  # the encoder and decoder are frozen (or unused)
+    def training_step(self, batch: TensorDict, batch_idx: int) -> None:
+        """One SMAC update. Offline: eq. (3) trains encoder and decoder, the critics their TD error,
+        the actor eq. (2). Self-supervised: encoder and decoder stay frozen and the actor adds the
+        PEARL term (``compute_losses`` says which losses the phase has)."""
+        encoder_opt, critic_opt, actor_opt = self.optimizers()
         losses = self.compute_losses(batch["context"], batch["rl"], batch.get("task_description", None))
         # Each loss reaches only its own network's parameters, so one backward serves all three.
         total = losses["critic_loss"] + losses["actor_loss"] + losses.get("encoder_loss", 0.0)
-        return self.apply_update(total, losses, optimizers, backward)
+        self.optimize(total, [encoder_opt] * self.trains_encoder + [critic_opt, actor_opt], losses)
 
     def configure_optimizers(self):
         adam = functools.partial(torch.optim.Adam, lr=self.hparams.lr, fused=True)  # one kernel per step
@@ -255,12 +196,58 @@ class SMAC(MetaLearner):
             adam(self.policy.parameters()),
         ]
 
-    # ----------------------------------------------------------------- budget and phase
+    # ----------------------------------------------------------------- the phase
 
-    def configure_callbacks(self):
-        from smac_lightning.callbacks.phase import SelfSupervisedPhase
+    @property
+    def trains_encoder(self) -> bool:
+        """Eq. (3) trains encoder and decoder in the offline phase only (never with the true task as z)."""
+        return self.phase == Phase.OFFLINE and not self.hparams.true_task_as_z
 
-        return [SelfSupervisedPhase()]
+    @property
+    def adds_pearl_term(self) -> bool:
+        """The actor's PEARL term (weight ``lambda_pearl``) belongs to the self-supervised phase."""
+        return self.phase == Phase.SELF_SUPERVISED and self.hparams.lambda_pearl != 0
+
+    def on_train_start(self) -> None:
+        if self.phase == Phase.SELF_SUPERVISED:  # resumed in the phase
+            freeze(self.encoder, self.decoder)
+
+    def on_train_batch_start(self, batch, batch_idx: int):
+        """The switch at ``offline_updates``; iteration ``i``'s collection when the phase has done
+        ``i * updates_per_iteration`` updates. Then the base class's stop at the budget."""
+        if self.phase == Phase.OFFLINE and self.updates >= self.hparams.offline_updates:
+            self.switch_to_self_supervised(self.trainer.datamodule)
+        in_phase = self.updates - self.hparams.offline_updates
+        if self.phase == Phase.SELF_SUPERVISED and self.updates < self.total_updates \
+                and in_phase >= self.iterations_done * self.self_supervised.updates_per_iteration:
+            self.collect()
+        return super().on_train_batch_start(batch, batch_idx)
+
+    def switch_to_self_supervised(self, dm) -> None:
+        """Encoder and decoder frozen; held-out tasks get replay rows if the phase collects on them."""
+        freeze(self.encoder, self.decoder)
+        self.phase = Phase.SELF_SUPERVISED
+        if self.self_supervised.tasks == "test":
+            dm.add_held_out_tasks()
+
+    def collect(self) -> None:
+        """One self-supervised iteration's data (``rollout.self_supervised_iteration``), drawn from
+        seeds made of counters, not carried along, so a resumed run draws the same iterations."""
+        dm = self.trainer.datamodule
+        if self._lanes is None:
+            self._lanes = collection_lanes(dm.family, self.self_supervised)
+        seed = self.trainer.global_rank * 1_000_003 + self.iterations_done * 10_007
+        self._collection_generator.manual_seed(seed)
+        self.online_transitions += self_supervised_iteration(self, dm, self._lanes, self._collection_generator, seed)
+        self.iterations_done += 1
+        self.log("train/online_transitions", float(self.online_transitions))
+
+    def on_fit_end(self) -> None:
+        if self._lanes is not None:
+            self._lanes.close()
+            self._lanes = None
+
+    # ----------------------------------------------------------------- budget and counters
 
     def budgets(self) -> dict[str, int]:
         return {
@@ -280,6 +267,12 @@ class SMAC(MetaLearner):
 
     def progress_metrics(self) -> dict[str, float]:
         return {"progress/updates": float(self.updates), "progress/phase": float(self.phase)}
+
+
+def freeze(*modules: torch.nn.Module) -> None:
+    for module in modules:
+        module.requires_grad_(False)
+        module.eval()
 
 
 def rows(z: torch.Tensor, n: int) -> torch.Tensor:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smac_lightning.collect import PriorBehaviour
 from smac_lightning.data.dataset import OfflineDataset
 from smac_lightning.data.generate import collect_valid_rows, write_dataset
 from smac_lightning.errors import ConfigError
+from smac_lightning.rollout import LatentPolicy
 
 
 @dataclass
@@ -56,7 +56,7 @@ def export_dataset(config: DatasetExport, module, datamodule) -> OfflineDataset:
         }
     except ValueError as err:
         raise ConfigError(f"cannot export the dataset to {config.path}: {err}") from None
-    behaviour = PriorBehaviour(module.policy, module.hparams.latent_dim)
+    behaviour = LatentPolicy.prior_behaviour(module.policy, module.hparams.latent_dim)
     with torch.random.fork_rng():  # the held-out contexts must not shift the training run's random stream
         torch.manual_seed(config.seed)
         buffers["test/encoder"] = collect_valid_rows(

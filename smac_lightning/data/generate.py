@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from smac_lightning.data.dataset import FIELDS, OfflineDataset, load_dataset, save_dataset
 from smac_lightning.envs.base import TaskFamily
 from smac_lightning.errors import ConfigError
-from smac_lightning.rollout import rollout
+from smac_lightning.rollout import run_episodes
 
 
 PREVIEWS_PER_SPLIT = 4
@@ -90,7 +90,7 @@ def collect_valid_rows(family, tasks: np.ndarray, size: int, policy, rng: np.ran
     episodes, valid_rows = [], torch.zeros(len(tasks), dtype=torch.long)
     while valid_rows.min() < size:  # early-terminating envs may need extra episodes
         policy.reset(tasks)
-        episodes.append(rollout(envs, policy.act, family.data_horizon, seed=int(rng.integers(2**31))))
+        episodes.append(run_episodes(envs, policy.act, family.data_horizon, seed=int(rng.integers(2**31))))
         valid_rows += episodes[-1]["valid"].sum(-1)
         if bar is not None:
             bar.update(1)

@@ -20,7 +20,9 @@ from tensordict import TensorDict
 
 from smac_lightning.envs.base import TaskFamily
 from smac_lightning.losses import kl_to_standard_normal
-from smac_lightning.rollout import episode_returns, rollout
+from smac_lightning.nn import prior
+from smac_lightning.rollout.episodes import Lanes, episode_returns
+from smac_lightning.rollout.latent_policy import LatentPolicy
 
 
 @dataclass
@@ -46,21 +48,6 @@ class MetaTestProtocol:
     offline_context_size: int = 256
 
 
-def sample(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    return mean + var.sqrt() * torch.randn_like(mean)
-
-
-def draw_rows(buffer: TensorDict, n: int, generator: torch.Generator) -> TensorDict:
-    """``n`` rows drawn uniformly with replacement from each task's row of ``buffer`` ``[tasks, rows]``."""
-    tasks, available = buffer.batch_size
-    return buffer[torch.arange(tasks)[:, None], (torch.rand(tasks, n, generator=generator) * available).long()]
-
-
-def prior(n: int, latent_dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """p(z) = N(0, I) as ``n`` rows of mean and variance."""
-    return torch.zeros(n, latent_dim, device=device), torch.ones(n, latent_dim, device=device)
-
-
 def reward_error(decoder, history: TensorDict, z: torch.Tensor) -> float:
     """Mean squared error of the decoder's rewards for ``history`` ``[n, k]`` given one z per row."""
     z_rows = z.unsqueeze(1).expand(*history.batch_size, z.shape[-1])
@@ -70,12 +57,12 @@ def reward_error(decoder, history: TensorDict, z: torch.Tensor) -> float:
 
 
 class MetaTester:
-    """Runs the protocol for a set of tasks; envs are built once and reused."""
+    """Runs the protocol for a set of tasks; each task set keeps its own lanes (no scene rebuilds)."""
 
     def __init__(self, family: TaskFamily, protocol: MetaTestProtocol):
         self.family = family
         self.protocol = protocol
-        self._envs: dict[tuple, list] = {}
+        self._lanes: dict[bytes, Lanes] = {}
 
     def metric_names(self, offline_context: bool = True, decoder: bool = True) -> list[str]:
         """What ``run`` returns, given an offline context or not and a decoder or not."""
@@ -97,26 +84,14 @@ class MetaTester:
         hit = (reward >= self.family.success_reward) & episodes["valid"]
         return hit.any(-1).float().mean().item()
 
-    def _envs_for(self, tasks: np.ndarray) -> list:
+    def _episode(self, tasks: np.ndarray, policy, mean: torch.Tensor, var: torch.Tensor, seed: int) -> TensorDict:
+        """One episode per run of each task with z ~ N(mean, var) (one row per run), drawn per step or once."""
         key = tasks.tobytes()
-        if key not in self._envs:
-            repeated = np.repeat(tasks, self.protocol.runs_per_task, axis=0)
-            self._envs[key] = [self.family.make_env(task) for task in repeated]
-        return self._envs[key]
-
-    def _episode(self, envs, policy, mean: torch.Tensor, var: torch.Tensor, seed: int) -> TensorDict:
-        """One episode per env with z ~ N(mean, var) (one row per env), drawn per step or once."""
-        per_step = self.protocol.resample_z == "step"
-        z = sample(mean, var)
-
-        @torch.no_grad()
-        def act(observation: np.ndarray) -> np.ndarray:
-            obs = torch.as_tensor(observation, dtype=mean.dtype, device=mean.device)
-            dist = policy(obs, sample(mean, var) if per_step else z)
-            action = dist.deterministic if self.protocol.deterministic else dist.rsample()[0]
-            return action.cpu().numpy()
-
-        return rollout(envs, act, self.family.horizon, seed=seed).to(mean.device)
+        if key not in self._lanes:
+            self._lanes[key] = Lanes(self.family.make_env, self.family.horizon)
+        lanes = np.repeat(tasks, self.protocol.runs_per_task, axis=0)
+        actor = LatentPolicy(policy, mean, var, self.protocol.resample_z == "step", self.protocol.deterministic)
+        return self._lanes[key].run(lanes, actor.act, seed).to(mean.device)
 
     @torch.no_grad()
     def run(self, encoder, policy, tasks: np.ndarray, offline_context: TensorDict | None, seed: int = 0,
@@ -134,8 +109,8 @@ class MetaTester:
         is eq. 4 as training applies it, measured: the decoder's rewards for the exploration history with
         z from the offline rows, against the true rewards (computed here only, never fed to training).
         """
-        envs = self._envs_for(tasks)
         runs = self.protocol.runs_per_task
+        n = len(tasks) * runs
         device = next(policy.parameters()).device
         if true_task_as_z:
             described = torch.as_tensor(tasks, dtype=torch.float32, device=device).repeat_interleave(runs, 0)
@@ -143,14 +118,14 @@ class MetaTester:
             exploring = described, torch.zeros_like(described)
         else:
             posterior = encoder.posterior
-            exploring = prior(len(envs), encoder.latent_dim, device)
+            exploring = prior(n, encoder.latent_dim, device)
         history, returns = [], []
         for k in range(self.protocol.num_exploration):
-            history.append(self._episode(envs, policy, *exploring, seed + 1000 * k))
+            history.append(self._episode(tasks, policy, *exploring, seed + 1000 * k))
             returns.append(episode_returns(history[-1]))
         history = torch.cat(history, dim=1)
         mean, var = posterior(history)
-        adapted = self._episode(envs, policy, mean, var, seed + 1000 * self.protocol.num_exploration)
+        adapted = self._episode(tasks, policy, mean, var, seed + 1000 * self.protocol.num_exploration)
         returns.append(episode_returns(adapted))
         metrics = {f"return_by_trajectory_{k}": r.mean().item() for k, r in enumerate(returns)}
         metrics["final_return"] = returns[-1].mean().item()
@@ -163,7 +138,7 @@ class MetaTester:
         if offline_context is not None:
             context = offline_context.to(device).repeat_interleave(runs, dim=0)
             mean, var = posterior(context)
-            offline = self._episode(envs, policy, mean, var, seed + 7919)
+            offline = self._episode(tasks, policy, mean, var, seed + 7919)
             metrics["final_return_offline_context"] = episode_returns(offline).mean().item()
             metrics["kl_offline_matched"] = kl_to_standard_normal(mean, var).mean().item()
             paper = offline_context if offline_context_paper is None else offline_context_paper

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from smac_lightning.evaluation import MetaTester, draw_rows
+from smac_lightning.rollout import MetaTester, draw_rows
 
 DIAGNOSTICS = (
     "kl_offline_paper", "kl_online_paper", "kl_offline_matched", "kl_online_matched",
@@ -14,7 +14,7 @@ DIAGNOSTICS = (
 )
 
 
-class MetaTestMixin:
+class MetaEvaluation:
     """``validation_step`` and ``test_step`` run the meta-test of ``self.evaluation``.
 
     The host module has ``encoder``, ``policy``, ``evaluation`` (a ``MetaTestProtocol``),

@@ -1,4 +1,4 @@
-"""Lock-step rollouts of many single-task envs with one batched policy call per step."""
+"""The one runner: whole episodes of many single-task envs in lock-step, one policy call per step."""
 
 from __future__ import annotations
 
@@ -10,17 +10,45 @@ import torch
 from tensordict import TensorDict
 
 
-def rollout(
+class Lanes:
+    """A pool of one family's envs, one per lane, each switched to the task it runs next.
+
+    ``make`` builds an env for a task (``family.make_env``, reward-free or not, or
+    ``family.make_data_env``); envs are built on first need and reused with ``set_task``.
+    """
+
+    def __init__(self, make: Callable[[np.ndarray], gym.Env], horizon: int):
+        self.make = make
+        self.horizon = horizon
+        self._envs: list[gym.Env] = []
+
+    def envs(self, tasks: np.ndarray) -> list[gym.Env]:
+        while len(self._envs) < len(tasks):
+            self._envs.append(self.make(tasks[len(self._envs)]))
+        for env, task in zip(self._envs, tasks):
+            env.set_task(task)
+        return self._envs[: len(tasks)]
+
+    def run(self, tasks: np.ndarray, act: Callable[[np.ndarray], np.ndarray], seed: int | None = None) -> TensorDict:
+        """One episode per entry of ``tasks`` (``[n, task_dim]``): see ``run_episodes``."""
+        return run_episodes(self.envs(tasks), act, self.horizon, seed)
+
+    def close(self) -> None:
+        for env in self._envs:
+            env.close()
+        self._envs.clear()
+
+
+def run_episodes(
     envs: Sequence[gym.Env],
     act: Callable[[np.ndarray], np.ndarray],
     horizon: int,
     seed: int | None = None,
 ) -> TensorDict:
-    """One episode in every env; returns a ``[n_envs, horizon]`` TensorDict of transitions.
+    """One episode in every env (env ``i`` reset with ``seed + i``); a ``[n_envs, horizon]`` TensorDict.
 
-    ``act`` maps a ``[n_envs, obs_dim]`` batch of observations to actions. Envs
-    that end early are no longer stepped; their remaining rows are zeros with
-    ``valid`` False.
+    ``act`` maps a ``[n_envs, obs_dim]`` batch of observations to actions. An env whose
+    episode ends early is no longer stepped: its remaining rows are zeros with ``valid`` False.
     """
     n = len(envs)
     observation = np.stack(
@@ -78,3 +106,29 @@ def episode_returns(transitions: TensorDict) -> torch.Tensor:
     """Sum of rewards over the valid steps of each episode (last batch dim is time)."""
     reward = transitions["reward"].squeeze(-1)
     return torch.where(transitions["valid"], reward, torch.zeros_like(reward)).sum(-1)
+
+
+def collect_steps(
+    run_round: Callable[[list[int], int], TensorDict], entries: int, steps: int, lanes_per_entry: int
+) -> list[TensorDict]:
+    """Whole episodes until each of ``entries`` has at least ``steps`` valid rows; its rows, in time order.
+
+    ``run_round(active, k)`` runs round ``k``: ``lanes_per_entry`` consecutive lanes per active
+    entry, in lock-step, and returns their ``[len(active) * lanes_per_entry, horizon]`` episodes
+    with ``valid``. Only episodes that end early make a second round.
+    """
+    if steps <= 0:
+        return []
+    rows: list[list[TensorDict]] = [[] for _ in range(entries)]
+    remaining = [steps] * entries
+    for k in range(steps + 1):
+        active = [e for e in range(entries) if remaining[e] > 0]
+        if not active:
+            break
+        batch = run_round(active, k)
+        for i, entry in enumerate(active):
+            for lane in range(i * lanes_per_entry, (i + 1) * lanes_per_entry):
+                valid = batch[lane][batch["valid"][lane]].exclude("valid")
+                rows[entry].append(valid)
+                remaining[entry] -= valid.batch_size[0]
+    return [torch.cat(parts) for parts in rows]

@@ -1,0 +1,41 @@
+"""The one adapter from the z-conditioned policy to the runner's ``act(observation) -> action``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from smac_lightning.nn import TanhGaussianPolicy, prior, sample
+
+
+class LatentPolicy:
+    """pi(a | s, z) with one z distribution per lane, for ``run_episodes``.
+
+    z ~ N(``mean``, ``var``) (one row per lane) is drawn once, at construction and at every
+    ``reset``, or afresh at every step (``per_step``, the authors' exploration and meta-test);
+    with ``var=None`` z is ``mean`` itself. Actions are sampled, or ``tanh`` of the policy's mean
+    (``deterministic``). ``reset(tasks)`` and ``act`` are also the scripted behaviours'
+    interface, so the same adapter generates data (``prior_behaviour``).
+    """
+
+    def __init__(self, policy: TanhGaussianPolicy, mean: torch.Tensor, var: torch.Tensor | None = None,
+                 per_step: bool = False, deterministic: bool = False):
+        self.policy, self.mean, self.var = policy, mean, var
+        self.per_step, self.deterministic = per_step, deterministic
+        self.z = mean if var is None else sample(mean, var)
+
+    @classmethod
+    def prior_behaviour(cls, policy: TanhGaussianPolicy, latent_dim: int) -> "LatentPolicy":
+        """z ~ p(z) once per episode, as many lanes as ``reset`` is given tasks."""
+        return cls(policy, torch.zeros(0, latent_dim, device=next(policy.parameters()).device))
+
+    def reset(self, tasks: np.ndarray) -> None:
+        self.mean, self.var = prior(len(tasks), self.mean.shape[-1], self.mean.device)
+        self.z = sample(self.mean, self.var)
+
+    @torch.no_grad()
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        obs = torch.as_tensor(observation, dtype=self.mean.dtype, device=self.mean.device)
+        z = sample(self.mean, self.var) if self.per_step else self.z
+        dist = self.policy(obs, z)
+        return (dist.deterministic if self.deterministic else dist.rsample()[0]).cpu().numpy()

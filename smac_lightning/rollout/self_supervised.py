@@ -1,0 +1,168 @@
+"""SMAC's self-supervised iteration: explore, infer, adapt, label with eq. (4), append.
+
+``self_supervised_iteration`` is the whole of it; the module decides when it runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from tensordict import TensorDict
+
+from smac_lightning.errors import ConfigError
+from smac_lightning.nn import RewardDecoder, prior, sample
+from smac_lightning.rollout.contexts import draw_rows
+from smac_lightning.rollout.episodes import Lanes, collect_steps
+from smac_lightning.rollout.latent_policy import LatentPolicy
+
+
+@dataclass
+class SelfSupervisedConfig:
+    """The self-supervised phase, in the authors' units.
+
+    The phase runs ``iterations`` iterations. Each one first collects, reward-free, on
+    ``tasks_per_iteration`` training tasks drawn with replacement: ``prior_steps`` with
+    z ~ p(z), then ``posterior_steps`` of which each task's first trajectory has z ~ p(z) and
+    the others z ~ q(z | ``context_size`` rows of the task's encoder buffer). z is resampled
+    every step or once per trajectory as ``model.evaluation.resample_z`` says, so collection and
+    meta-test never disagree. Whole trajectories are collected until a task has the steps; the
+    trajectories of a stage run in lock-step. Every trajectory is labelled by the frozen decoder
+    with its own z ~ q(z | ``context_size`` offline rows of its task), the encoder buffer as it
+    was at the switch (eq. 4). All rows go to the task's RL buffer; the prior rows also go to a
+    separate encoder buffer (``data.encoder_buffer: separate``) unless ``encoder_buffer`` is
+    ``freeze``. Then ``updates_per_iteration`` gradient updates follow.
+
+    Args:
+        iterations: collect-then-train iterations (the authors: 51 on Cheetah, 501 by default).
+        updates_per_iteration: gradient updates per iteration (the authors: 4,000 train steps x
+            4 context slices = 16,000).
+        tasks_per_iteration: training tasks drawn (with replacement) to collect on per iteration.
+        prior_steps: env steps per task with z ~ p(z) (the authors: 400).
+        posterior_steps: further env steps per task, the first trajectory with z ~ p(z), the rest
+            with z from the task's encoder buffer (the authors: 600).
+        context_size: rows of a task's buffer a collection posterior is inferred from (labels and
+            posterior trajectories; the authors: 256).
+        encoder_buffer: ``append`` or ``freeze``: whether prior rows join a separate encoder
+            buffer (the authors appended, also on Cheetah; the paper's text says Cheetah froze it).
+        rewards: ``generated`` (SMAC: the frozen decoder labels the online data) or ``true`` (the
+            paper's Online Oracle: the env's ground-truth rewards, everything else unchanged).
+        tasks: ``train`` or ``test``: collect on the held-out tasks instead (the paper's appendix B).
+            Their rows join the replays under their own task index and meta-batches draw them too;
+            their labels and first contexts come from the dataset's held-out encoder rows.
+    """
+
+    iterations: int = 501
+    updates_per_iteration: int = 16_000
+    tasks_per_iteration: int = 5
+    prior_steps: int = 400
+    posterior_steps: int = 600
+    context_size: int = 256
+    encoder_buffer: Literal["append", "freeze"] = "append"
+    rewards: Literal["generated", "true"] = "generated"
+    tasks: Literal["train", "test"] = "train"
+
+    def __post_init__(self):
+        name = "model.self_supervised"
+        if self.iterations < 0:
+            raise ConfigError(f"{name}.iterations must be >= 0, got {self.iterations}")
+        for key in ("updates_per_iteration", "tasks_per_iteration", "prior_steps", "context_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(
+                    f"{name}.{key} must be >= 1, got {getattr(self, key)}"
+                    + (" (the adapted trajectories are conditioned on the prior ones)" if key == "prior_steps" else "")
+                )
+        if self.posterior_steps < 0:
+            raise ConfigError(f"{name}.posterior_steps must be >= 0, got {self.posterior_steps}")
+
+    @property
+    def updates(self) -> int:
+        return self.iterations * self.updates_per_iteration
+
+
+def collection_lanes(family, config: SelfSupervisedConfig) -> Lanes:
+    """Envs for collection; reward-free ones never compute the true reward (the Online Oracle's do)."""
+    reward_free = config.rewards == "generated"
+    return Lanes(lambda task: family.make_env(task, reward_free=reward_free), family.horizon)
+
+
+@torch.no_grad()
+def self_supervised_iteration(smac, dm, lanes: Lanes, generator: torch.Generator, seed: int) -> int:
+    """One iteration's data, appended to ``dm``'s buffers; returns the transitions collected.
+
+    ``smac`` gives the frozen ``encoder`` and ``decoder``, the ``policy`` and its settings
+    (``self_supervised``, ``evaluation.resample_z``); every draw of tasks and contexts comes from
+    ``generator``, env seeds from ``seed``. Task indices are the replays': training tasks, then
+    held-out ones (``tasks: test``).
+    """
+    config, latent, device = smac.self_supervised, smac.hparams.latent_dim, smac.device
+    first, count = (dm.num_train_tasks, len(dm.test_tasks)) if config.tasks == "test" else (0, dm.num_train_tasks)
+    tasks = first + torch.randint(count, (config.tasks_per_iteration,), generator=generator)
+    every_task = torch.cat([dm.train_tasks, dm.test_tasks]).numpy()
+    horizon = dm.family.horizon
+
+    def trajectories(steps: int, z_for, seed: int) -> list[TensorDict]:
+        """Each drawn task's rows from ``ceil(steps / horizon)`` lock-step lanes, labelled (eq. 4)."""
+        per_task = math.ceil(steps / horizon)
+
+        def run_round(active: list[int], k: int) -> TensorDict:
+            lane_tasks = tasks[active].repeat_interleave(per_task)
+            mean, var = z_for(lane_tasks, k)
+            actor = LatentPolicy(smac.policy, mean, var, per_step=smac.evaluation.resample_z == "step")
+            batch = lanes.run(every_task[lane_tasks.numpy()], actor.act, seed + 7919 * k).to(device)
+            if config.rewards == "generated":  # each trajectory's own z from its task's offline rows
+                offline = context_rows(dm, lane_tasks, config.context_size, generator, offline_only=True)
+                batch["reward"] = label_rewards(smac.decoder, batch, sample(*smac.encoder.posterior(offline.to(device))))
+            batch["generated"] = torch.full_like(batch["terminated"], config.rewards == "generated")
+            batch["task"] = lane_tasks.view(-1, 1, 1).expand(*batch.batch_size, 1).clone()
+            return batch.cpu()
+
+        return collect_steps(run_round, len(tasks), steps, per_task)
+
+    def from_prior(lane_tasks: torch.Tensor, k: int):
+        return prior(len(lane_tasks), latent, device)
+
+    def from_buffer(lane_tasks: torch.Tensor, k: int):
+        # each task's first posterior trajectory has no context yet: z ~ p(z); the others infer z
+        # from a fresh draw of the task's encoder buffer, exploration rows included
+        mean, var = prior(len(lane_tasks), latent, device)
+        per_task = math.ceil(config.posterior_steps / horizon)
+        inferred = torch.ones(len(lane_tasks), dtype=torch.bool) if k else torch.arange(len(lane_tasks)) % per_task != 0
+        if inferred.any():
+            context = context_rows(dm, lane_tasks[inferred], config.context_size, generator)
+            mean[inferred], var[inferred] = smac.encoder.posterior(context.to(device))
+        return mean, var
+
+    explored = trajectories(config.prior_steps, from_prior, seed)
+    to_encoder = dm.encoder is not dm.rl and config.encoder_buffer == "append"
+    for task, rows in zip(tasks.tolist(), explored):
+        dm.rl.extend(task, rows)
+        if to_encoder:
+            dm.encoder.extend(task, rows)
+    collected = sum(rows.numel() for rows in explored)
+    if config.posterior_steps:
+        adapted = trajectories(config.posterior_steps, from_buffer, seed + len(tasks) * 1_000)
+        for task, rows in zip(tasks.tolist(), adapted):
+            dm.rl.extend(task, rows)
+        collected += sum(rows.numel() for rows in adapted)
+    return collected
+
+
+@torch.no_grad()
+def label_rewards(decoder: RewardDecoder, trajectories: TensorDict, z: torch.Tensor) -> torch.Tensor:
+    """Eq. (4): r = r_d(s, a, z) for every row of ``[n, T]`` ``trajectories``, with one z per trajectory (``[n, d_z]``)."""
+    z_rows = z.unsqueeze(1).expand(*trajectories.batch_size, z.shape[-1])
+    return decoder(trajectories["observation"], trajectories["action"], z_rows)
+
+
+def context_rows(dm, tasks: torch.Tensor, n: int, generator: torch.Generator, offline_only: bool = False) -> TensorDict:
+    """``n`` rows per entry of ``tasks`` from its task's encoder buffer (``offline_only``: its offline rows).
+    Held-out tasks have no offline rows in the replays: the dataset's held-out encoder rows stand in for them."""
+    held_out = tasks >= dm.num_train_tasks
+    if not held_out.any():
+        return dm.encoder.sample(tasks, n, generator, offline_only)
+    if offline_only or not dm.encoder.has_rows()[tasks].all():
+        return draw_rows(dm.dataset.test_encoder[tasks - dm.num_train_tasks], n, generator)
+    return dm.encoder.sample(tasks, n, generator)

@@ -1,0 +1,65 @@
+"""The one runner: each lane on its own task, seeds that repeat, early episode ends, whole-episode rounds."""
+
+import numpy as np
+import torch
+
+from smac_lightning.envs import HopperParamFamily, PointRobotFamily
+from smac_lightning.envs.point_robot import point_robot_reward
+from smac_lightning.nn import TanhGaussianPolicy, prior
+from smac_lightning.rollout import Lanes, LatentPolicy, collect_steps
+
+
+def _policy(family, latent=3):
+    env = family.make_env(family.task_sets()[0][0])
+    torch.manual_seed(0)
+    policy = TanhGaussianPolicy(env.observation_space.shape[0], env.action_space.shape[0], latent, [16])
+    env.close()
+    return policy
+
+
+def test_each_lane_runs_its_own_task_and_seeds_repeat():
+    family = PointRobotFamily(num_train_tasks=6, num_test_tasks=1, horizon=10)
+    train, _ = family.task_sets()
+    lanes, policy = Lanes(family.make_env, family.horizon), _policy(family)
+    tasks = train[[4, 1, 4, 0]]
+    torch.manual_seed(1)
+    batch = lanes.run(tasks, LatentPolicy(policy, *prior(4, 3), per_step=True).act, seed=5)
+    assert tuple(batch.batch_size) == (4, 10) and batch["valid"].all()
+    for lane, goal in enumerate(tasks):
+        expected = point_robot_reward(batch["next", "observation"][lane].numpy(), goal, sparse=False, goal_radius=0.2)
+        np.testing.assert_allclose(batch["reward"][lane].squeeze(-1).numpy(), expected, rtol=1e-5)
+    # lanes 0 and 2 run the same task with different z's: different trajectories
+    assert not torch.equal(batch["action"][0], batch["action"][2])
+    torch.manual_seed(1)
+    again = lanes.run(tasks, LatentPolicy(policy, *prior(4, 3), per_step=True).act, seed=5)
+    assert torch.equal(again["observation"], batch["observation"]) and torch.equal(again["action"], batch["action"])
+    # fewer lanes next, on other tasks: the pooled envs switch to them
+    other = lanes.run(train[[2, 3]], LatentPolicy(policy, torch.randn(2, 3), torch.full((2, 3), 0.1)).act, seed=9)
+    expected = point_robot_reward(other["next", "observation"][1].numpy(), train[3], sparse=False, goal_radius=0.2)
+    np.testing.assert_allclose(other["reward"][1].squeeze(-1).numpy(), expected, rtol=1e-5)
+    lanes.close()
+
+
+def test_a_lane_whose_episode_ends_early_stops_and_a_round_of_whole_episodes_makes_up_the_steps():
+    family = HopperParamFamily(num_train_tasks=2, num_test_tasks=1, horizon=200)
+    train, _ = family.task_sets()
+    lanes, policy = Lanes(family.make_env, family.horizon), _policy(family)
+    rounds = []
+
+    def run_round(active, k):
+        rounds.append(list(active))
+        return lanes.run(train[active], LatentPolicy(policy, *prior(len(active), 3)).act, seed=100 * k)
+
+    rows = collect_steps(run_round, entries=2, steps=200, lanes_per_entry=1)
+    first = lanes.run(train, LatentPolicy(policy, *prior(2, 3)).act, seed=0)
+    ended = first["terminated"].squeeze(-1) & first["valid"]
+    assert ended.any(), "an untrained hopper falls within 200 steps"
+    lane, t = (int(i) for i in ended.nonzero()[0])
+    assert not first["valid"][lane, t + 1 :].any() and (first["observation"][lane, t + 1 :] == 0).all()
+    assert len(rounds) > 1 and rounds[0] == [0, 1]  # only entries short of steps run again
+    for entry in rows:
+        assert entry.batch_size[0] >= 200 and "valid" not in entry.keys()
+        # whole episodes, one after another: every episode but the last ends in a termination
+        ends = (entry["terminated"] | entry["truncated"]).squeeze(-1).nonzero().flatten()
+        assert ends[-1] == entry.batch_size[0] - 1
+    lanes.close()
