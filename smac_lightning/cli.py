@@ -12,7 +12,6 @@ Oracle, offline-only SMAC and meta-BC per seed and summarises them (``compare.py
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import sys
@@ -28,9 +27,7 @@ import yaml
 from smac_lightning.algos import PEARL, SMAC
 from smac_lightning.callbacks import LogConfigToMLflow
 from smac_lightning.data import OfflineMetaDataModule, OnlineMetaDataModule
-from smac_lightning.data.datamodule import default_dataset_dir
 from smac_lightning.data.dataset import load_dataset
-from smac_lightning.data.pearl_data import PEARLData
 from smac_lightning.data.summary import summarize
 from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
@@ -143,20 +140,10 @@ def cli(args: list[str] | None = None, run: bool = True) -> SMACCLI:
 
 
 class _DatasetCLI(SMACCLI):
-    """Parses a training config and builds only what it takes to have its dataset on disk."""
-
-    overwrite = False
+    """Parses a training config and builds only its data module."""
 
     def before_instantiate_classes(self) -> None:
-        data = self.config["data"]
-        module, _, name = data["family"]["class_path"].rpartition(".")
-        family = getattr(importlib.import_module(module), name)  # its class attribute ``name`` is enough
-        pearl = data.get("pearl")
-        pearl = PEARLData(**(pearl.as_dict() if hasattr(pearl, "as_dict") else pearl)) if pearl else None
-        default = default_dataset_dir(family.name, data["rl_size"], data["encoder_size"], data["dataset_seed"], pearl)
-        dataset_dir = Path(data["dataset_dir"] or default)
-        if self.overwrite and dataset_dir.exists():
-            shutil.rmtree(dataset_dir)
+        """Any ``algorithm`` line is fine: only the data is made."""
 
     def instantiate_classes(self) -> None:
         self.datamodule = self.parser.instantiate_classes(self.config).get("data")
@@ -178,12 +165,14 @@ def data_command(args: list[str]) -> None:
     if args[0] != "make":
         print(f"unknown data command {args[0]!r}\n{usage}", file=sys.stderr)
         raise SystemExit(2)
-    _DatasetCLI.overwrite = "--overwrite" in args
     made = _DatasetCLI(
         SMAC, OfflineMetaDataModule, args=[a for a in args[1:] if a != "--overwrite"], run=False, save_config_callback=None
     )
     dm = made.datamodule
-    manifest = dm.dataset.manifest
+    if "--overwrite" in args and dm.dataset_dir.exists():
+        shutil.rmtree(dm.dataset_dir)
+    dm.prepare_data()
+    manifest = load_dataset(dm.dataset_dir, dm.family.config()).manifest
     print(
         f"dataset ready at {dm.dataset_dir}: {manifest['family']['name']}, "
         f"{len(manifest['tasks']['train'])} train / {len(manifest['tasks']['test'])} test tasks, "

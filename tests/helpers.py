@@ -11,7 +11,8 @@ SMOKE = ["--config", str(ROOT / "conf/point_robot.yaml"), "--config", str(ROOT /
 
 
 def smoke_cli(tmp_path: Path, *overrides: str):
-    """The smoke config with its dataset, MLflow store and checkpoints under ``tmp_path``."""
+    """The smoke config with its dataset (made and loaded, as ``Trainer.fit`` would), MLflow store and
+    checkpoints under ``tmp_path``."""
     args = [
         *SMOKE,
         "--data.dataset_dir", str(tmp_path / "data"),
@@ -20,7 +21,10 @@ def smoke_cli(tmp_path: Path, *overrides: str):
         "--trainer.default_root_dir", str(tmp_path / "runs"),
         *overrides,
     ]
-    return cli(args, run=False)
+    made = cli(args, run=False)
+    made.datamodule.prepare_data()
+    made.datamodule.setup("fit")
+    return made
 
 
 PEARL_SMOKE = ["--config", str(ROOT / "conf/pearl/point_robot.yaml"), "--config", str(ROOT / "conf/pearl/smoke.yaml")]

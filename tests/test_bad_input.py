@@ -27,13 +27,13 @@ def test_observation_size_mismatch_between_dataset_and_env(dataset_dir, family, 
     manifest["obs_dim"] = 3
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DatasetError, match="the dataset has obs_dim=3 but the point_robot env gives 2") as err:
-        OfflineMetaDataModule(family, str(path), rl_size=50, encoder_size=30)
+        OfflineMetaDataModule(family, str(path), rl_size=50, encoder_size=30).setup("fit")
     assert "--overwrite" in str(err.value)
 
 
 def test_dataset_of_other_sizes_than_the_config_asks(dataset_dir, family):
     with pytest.raises(DatasetError, match=r"has \{'rl': 50, 'encoder': 30\} transitions per task but the config asks"):
-        OfflineMetaDataModule(family, str(dataset_dir), rl_size=1200, encoder_size=400)
+        OfflineMetaDataModule(family, str(dataset_dir), rl_size=1200, encoder_size=400).setup("fit")
 
 
 def test_max_steps_is_refused_with_the_fix(tmp_path):

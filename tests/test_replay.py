@@ -2,7 +2,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from smac_lightning.data import MultiTaskReplay, OfflineMetaDataModule
+from smac_lightning.data import DatasetError, MultiTaskReplay, OfflineMetaDataModule
 
 
 def _offline(num_tasks=3, size=5):
@@ -94,8 +94,29 @@ def test_state_dict_round_trips_online_data():
     assert fresh.start.tolist() == [0, 0, 5]
 
 
+def _loaded(dm):
+    dm.setup("fit")
+    return dm
+
+
+def test_constructing_the_datamodule_makes_and_loads_nothing_prepare_data_makes_setup_loads(family, tmp_path):
+    path = tmp_path / "made"
+    dm = OfflineMetaDataModule(family, str(path), 20, 10, batch_size=4, context_size=3)
+    assert not path.exists() and dm.dataset is None and (dm.obs_dim, dm.act_dim) == (2, 2)
+    with pytest.raises(DatasetError, match="no dataset at .*data make"):
+        dm.setup("fit")
+    dm.prepare_data()
+    made = (path / "manifest.json").stat().st_mtime_ns
+    dm.prepare_data()  # a second call leaves it alone
+    assert (path / "manifest.json").stat().st_mtime_ns == made
+    dm.setup("fit")
+    replay = dm.rl
+    dm.setup("validate")  # later stages keep the replays (and their online rows)
+    assert dm.rl is replay and dm.dataset.manifest["sizes"] == {"rl": 20, "encoder": 10}
+
+
 def test_datamodule_meta_batches(family, dataset_dir):
-    dm = OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=4, batch_size=8, context_size=5)
+    dm = _loaded(OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=4, batch_size=8, context_size=5))
     batch = next(iter(dm.train_dataloader()))
     assert batch["rl"].batch_size == (4, 8) and batch["context"].batch_size == (4, 5)
     assert (batch["rl"]["task"].squeeze(-1) == batch["task"][:, None]).all()
@@ -105,18 +126,18 @@ def test_datamodule_meta_batches(family, dataset_dir):
 
 
 def test_meta_batch_tasks_are_drawn_with_replacement(family, dataset_dir):
-    dm = OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=9, batch_size=8, context_size=5)
+    dm = _loaded(OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=9, batch_size=8, context_size=5))
     tasks = dm.sample_meta_batch(torch.Generator().manual_seed(0))["task"]
     assert len(tasks) == 9 and len(set(tasks.tolist())) < 9  # more draws than the 6 tasks: repeats
 
 
 def test_rl_batch_grows_at_the_phase_switch_and_contexts_come_from_the_rl_buffer(family, dataset_dir):
-    dm = OfflineMetaDataModule(family, str(dataset_dir), 50, 30, batch_size=8, online_batch_size=12, context_size=5)
+    dm = _loaded(OfflineMetaDataModule(family, str(dataset_dir), 50, 30, batch_size=8, online_batch_size=12, context_size=5))
     assert dm.encoder is dm.rl  # the authors' default: the encoder buffer is the RL buffer
     dm.online_from_batch = 3
     sizes = [batch["rl"].batch_size[1] for batch, _ in zip(dm.train_dataloader(), range(5))]
     assert sizes == [8, 8, 8, 12, 12]
-    separate = OfflineMetaDataModule(family, str(dataset_dir), 50, 30, encoder_buffer="separate")
+    separate = _loaded(OfflineMetaDataModule(family, str(dataset_dir), 50, 30, encoder_buffer="separate"))
     assert separate.encoder is not separate.rl and separate.encoder.offline_size == 30
 
 

@@ -1,4 +1,4 @@
-"""The DataModule: the offline dataset (generated on first use), its replays, and meta-batches."""
+"""The DataModules: meta-batches from multi-task replays; the offline one loads a dataset (made first if missing)."""
 
 from __future__ import annotations
 
@@ -195,7 +195,7 @@ class OfflineMetaDataModule(MetaDataModule):
         """
         Args:
             family: the task family (its train/test tasks are stored with the dataset).
-            dataset_dir: where the offline dataset lives; generated there first if missing. Default:
+            dataset_dir: where the offline dataset lives; made there first (``prepare_data``) if missing. Default:
                 ``data/<family>-rl<rl_size>-enc<encoder_size>-seed<dataset_seed>``, so datasets of
                 other sizes or seeds never meet.
             rl_size: transitions per training task in each RL buffer (used when generating).
@@ -216,19 +216,43 @@ class OfflineMetaDataModule(MetaDataModule):
         super().__init__(family, meta_batch, batch_size, context_size, seed)
         self.pearl = PEARLData(**pearl) if isinstance(pearl, dict) else pearl
         self.dataset_dir = Path(dataset_dir or default_dataset_dir(family.name, rl_size, encoder_size, dataset_seed, self.pearl))
-        self.dataset = self._load_or_generate(rl_size, encoder_size, dataset_seed)
-        self._check_against_env()
+        self.sizes = {"rl": rl_size, "encoder": encoder_size}
+        self.dataset_seed = dataset_seed
         self.online_batch_size = online_batch_size
-        self.rl = MultiTaskReplay(self.dataset.train_rl, online_capacity)
-        self.encoder = self.rl if encoder_buffer == "rl" else MultiTaskReplay(self.dataset.train_encoder, online_capacity)
+        self.online_capacity = online_capacity
+        self.encoder_buffer = encoder_buffer
+        env = family.make_env(family.task_sets()[0][0])  # the dims models are built with; setup checks the dataset's
+        self.obs_dim, self.act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        env.close()
+        self.dataset: OfflineDataset | None = None
 
-    def _load_or_generate(self, rl_size: int, encoder_size: int, dataset_seed: int) -> OfflineDataset:
+    def prepare_data(self) -> None:
+        """Make the dataset if its folder is missing (Lightning runs this once per node, before ``setup``)."""
+        if self.dataset_dir.exists():
+            return
+        if self.pearl is not None:
+            self.pearl.generate(self.family, self.dataset_dir, self.sizes["rl"], self.sizes["encoder"], self.dataset_seed)
+        else:
+            generate_dataset(self.family, self.dataset_dir, self.sizes["rl"], self.sizes["encoder"], self.dataset_seed)
+
+    def setup(self, stage: str) -> None:
+        """Load and check the dataset and build the replays from it, once: later stages keep them."""
+        super().setup(stage)
+        if self.dataset is not None:
+            return
+        self.dataset = self._load()
+        self._check_against_env()
+        self.rl = MultiTaskReplay(self.dataset.train_rl, self.online_capacity)
+        self.encoder = self.rl if self.encoder_buffer == "rl" else MultiTaskReplay(self.dataset.train_encoder, self.online_capacity)
+
+    def _load(self) -> OfflineDataset:
         if not self.dataset_dir.exists():
-            if self.pearl is not None:
-                return self.pearl.generate(self.family, self.dataset_dir, rl_size, encoder_size, dataset_seed)
-            return generate_dataset(self.family, self.dataset_dir, rl_size, encoder_size, dataset_seed)
+            raise DatasetError(
+                f"no dataset at {self.dataset_dir}: make it first (`python -m smac_lightning data make --config ...`, "
+                f"or the DataModule's prepare_data(), which Trainer.fit runs)"
+            )
         dataset = load_dataset(self.dataset_dir, self.family.config())
-        asked = {"rl": rl_size, "encoder": encoder_size}
+        asked = self.sizes
         if dataset.manifest["sizes"] != asked:
             raise DatasetError(
                 f"{self.dataset_dir / 'manifest.json'}: the dataset has {dataset.manifest['sizes']} transitions per task "
@@ -239,9 +263,7 @@ class OfflineMetaDataModule(MetaDataModule):
 
     def _check_against_env(self) -> None:
         """The dataset must fit the env the config builds (the family's code may have changed since)."""
-        env = self.family.make_env(self.dataset.train_tasks[0].numpy())
-        env_dims = {"obs_dim": env.observation_space.shape[0], "act_dim": env.action_space.shape[0]}
-        env.close()
+        env_dims = {"obs_dim": self.obs_dim, "act_dim": self.act_dim}
         for key, value in env_dims.items():
             if self.dataset.manifest[key] != value:
                 raise DatasetError(
@@ -249,14 +271,6 @@ class OfflineMetaDataModule(MetaDataModule):
                     f"{self.family.name} env gives {value}. Regenerate it (python -m smac_lightning data make "
                     f"--config ... --overwrite) or point data.dataset_dir elsewhere."
                 )
-
-    @property
-    def obs_dim(self) -> int:
-        return self.dataset.manifest["obs_dim"]
-
-    @property
-    def act_dim(self) -> int:
-        return self.dataset.manifest["act_dim"]
 
     @property
     def train_tasks(self) -> torch.Tensor:

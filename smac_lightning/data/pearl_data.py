@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import random
+import importlib
+import shlex
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
+import yaml
 from tqdm.auto import tqdm
 
 from smac_lightning.data.dataset import OfflineDataset, load_dataset
@@ -47,35 +49,40 @@ class PEARLData:
             raise ConfigError(f"data.pearl.config: {self.config} is not a file (looked in {Path.cwd()} and {PACKAGE_ROOT})")
         return path
 
-    def generate(self, family: TaskFamily, path: Path, rl_size: int, encoder_size: int, seed: int) -> OfflineDataset:
-        from smac_lightning.cli import cli  # the CLI imports this module
-
-        args = [
-            "--config", str(self.config_path()), *self.args, "--algorithm", "pearl",
-            "--model.iterations", str(self.iteration),
+    def command(self, path: Path, rl_size: int, encoder_size: int, seed: int) -> list[str]:
+        """The PEARL run, as its own process: ``fit`` of the PEARL config that stops at the export."""
+        return [
+            sys.executable, "-m", "smac_lightning", "fit", "--config", str(self.config_path()), *self.args,
+            "--algorithm", "pearl", "--model.iterations", str(self.iteration),
             "--model.export.path", str(path), "--model.export.iteration", str(self.iteration),
             "--model.export.rl_window", self.rl_window, "--model.export.rl_size", str(rl_size),
             "--model.export.encoder_size", str(encoder_size), "--model.export.seed", str(seed),
         ]
+
+    def generate(self, family: TaskFamily, path: Path, rl_size: int, encoder_size: int, seed: int) -> OfflineDataset:
+        """Run PEARL in a child process (its progress shows; this process's random streams stay untouched)."""
+        command = self.command(path, rl_size, encoder_size, seed)
+        self._check_family(command, family)
         tqdm.write(
             f"{path} is missing: generating it with PEARL ({self.iteration} iterations of {self.config}); "
             f"the progress bar below estimates the time left"
         )
         started = time.perf_counter()
-        states = torch.get_rng_state(), np.random.get_state(), random.getstate()
-        try:  # the PEARL run seeds the global generators; the SMAC run must go on as if it had not happened
-            run = cli(args, run=False)
-            if run.datamodule.family.config() != family.config():
-                raise ConfigError(
-                    f"data.pearl.config {self.config} trains on {run.datamodule.family.config()}, but this config's "
-                    f"family is {family.config()}: they must be the same tasks"
-                )
-            run.trainer.fit(run.model, run.datamodule)
-        finally:
-            torch.set_rng_state(states[0])
-            np.random.set_state(states[1])
-            random.setstate(states[2])
-        if not path.is_dir():
-            raise ConfigError(f"the PEARL run ended before exporting {path} (was it stopped early?)")
+        if subprocess.run(command).returncode != 0 or not path.is_dir():
+            raise ConfigError(f"the PEARL run that makes {path} failed or stopped before exporting it (its output is above): {shlex.join(command)}")
         tqdm.write(f"dataset generated with PEARL in {time.perf_counter() - started:.0f} s")
         return load_dataset(path, family.config())
+
+    def _check_family(self, command: list[str], family: TaskFamily) -> None:
+        """Before hours of PEARL: its config must train on this config's tasks."""
+        printed = subprocess.run([*command, "--print_config"], capture_output=True, text=True)
+        if printed.returncode != 0:
+            raise ConfigError(f"data.pearl: the PEARL command does not parse:\n{printed.stderr[-2000:]}")
+        spec = yaml.safe_load(printed.stdout)["data"]["family"]
+        module, _, name = spec["class_path"].rpartition(".")
+        theirs = getattr(importlib.import_module(module), name)(**spec.get("init_args", {})).config()
+        if theirs != family.config():
+            raise ConfigError(
+                f"data.pearl.config {self.config} trains on {theirs}, but this config's family is "
+                f"{family.config()}: they must be the same tasks"
+            )
