@@ -1,7 +1,10 @@
 """LightningCLI wiring: ``python -m smac_lightning {fit,validate,test,predict} --config conf/<task>.yaml``.
 
-A config's top-level ``algorithm`` picks the module and data module: ``smac`` (the default:
-offline dataset, then self-supervised phase) or ``pearl`` (online, ground-truth rewards).
+A config names its algorithm and data module by class (LightningCLI's subclass mode):
+``model.class_path: smac_lightning.algos.SMAC`` with ``data.class_path:
+smac_lightning.data.OfflineMetaDataModule`` (offline dataset, then self-supervised phase), or
+``smac_lightning.algos.PEARL`` with ``smac_lightning.data.OnlineMetaDataModule`` (online,
+ground-truth rewards). Options reach them without ``init_args`` (``--model.lr 1e-3``).
 
 ``python -m smac_lightning data make --config conf/<task>.yaml [--overwrite]`` generates the
 offline dataset a config names without training.
@@ -12,6 +15,7 @@ Oracle, offline-only SMAC and meta-BC per seed and summarises them (``compare.py
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import sys
@@ -22,11 +26,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import MLFlowLogger
 from jsonargparse import lazy_instance
 
-import yaml
 
 from smac_lightning.algos import PEARL, SMAC
+from smac_lightning.algos.base import MetaLearner
 from smac_lightning.callbacks import LogConfigToMLflow
-from smac_lightning.data import OfflineMetaDataModule, OnlineMetaDataModule
+from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMetaDataModule
 from smac_lightning.data.dataset import load_dataset
 from smac_lightning.data.summary import summarize
 from smac_lightning.errors import ConfigError, SmacError
@@ -35,17 +39,13 @@ from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3 refuses a plain ./mlruns file store
 
 
-ALGORITHMS = {"smac": (SMAC, OfflineMetaDataModule), "pearl": (PEARL, OnlineMetaDataModule)}
+DATA_OF = {SMAC: OfflineMetaDataModule, PEARL: OnlineMetaDataModule}  # each algorithm's data module
 
 
 class SMACCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument(
-            "--algorithm", default="smac", choices=sorted(ALGORITHMS),
-            help="which method the config trains: smac (offline data + self-supervision) or pearl (online)",
-        )
-        parser.link_arguments("data.obs_dim", "model.obs_dim", apply_on="instantiate")
-        parser.link_arguments("data.act_dim", "model.act_dim", apply_on="instantiate")
+        parser.link_arguments("data.obs_dim", "model.init_args.obs_dim", apply_on="instantiate")
+        parser.link_arguments("data.act_dim", "model.init_args.act_dim", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -72,11 +72,12 @@ class SMACCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-        chosen = config.get("algorithm", "smac")
-        if ALGORITHMS[chosen][0] is not self.model_class:
+        model, data = (_class(config, key) for key in ("model", "data"))
+        wanted = next((d for m, d in DATA_OF.items() if issubclass(model, m)), None)
+        if wanted is not None and not issubclass(data, wanted):
             raise ConfigError(
-                f"algorithm: {chosen} reached the {self.model_class.__name__} command line; give it at the top "
-                f"level of the first --config file (or as --algorithm {chosen}) so the right one is built"
+                f"{model.__name__} trains on {wanted.__name__} (data.class_path: smac_lightning.data.{wanted.__name__}), "
+                f"but the config gives {data.__name__}"
             )
 
     def before_fit(self) -> None:
@@ -107,43 +108,30 @@ class SMACCLI(LightningCLI):
         print(f"resuming from {last}", file=sys.stderr)
 
 
-def algorithm_of(args: list[str]) -> str:
-    """The ``algorithm`` the command line asks for: ``--algorithm``, else the last config file naming one."""
-    chosen = "smac"
-    for i, arg in enumerate(args):
-        value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
-        if arg.startswith("--algorithm"):
-            chosen = value
-        elif arg.startswith("--config") or arg == "-c":
-            path = Path(value)
-            try:
-                loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
-            except yaml.YAMLError:
-                loaded = None  # LightningCLI reports the broken file itself
-            if isinstance(loaded, dict) and "algorithm" in loaded:
-                chosen = loaded["algorithm"]
-    if chosen not in ALGORITHMS:
-        raise ConfigError(f"algorithm: {chosen!r} is unknown; choose one of {sorted(ALGORITHMS)}")
-    return chosen
+def _class(config, key: str) -> type:
+    module, _, name = config[key]["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
-def cli(args: list[str] | None = None, run: bool = True) -> SMACCLI:
-    module, datamodule = ALGORITHMS[algorithm_of(sys.argv[1:] if args is None else args)]
-    return SMACCLI(
-        module,
-        datamodule,
-        save_config_callback=LogConfigToMLflow,
-        save_config_kwargs={"save_to_log_dir": False},
-        args=args,
-        run=run,
-    )
+def cli(args: list[str] | None = None, run: bool = True, cls: type[SMACCLI] = SMACCLI, **kwargs) -> SMACCLI:
+    """LightningCLI in subclass mode for the algorithm (``model``) and its data module (``data``)."""
+    kwargs.setdefault("save_config_callback", LogConfigToMLflow)
+    try:
+        return cls(
+            MetaLearner, MetaDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            save_config_kwargs={"save_to_log_dir": False}, args=args, run=run, **kwargs,
+        )
+    except ValueError as err:  # jsonargparse wraps what a class refuses while it builds it: say just that
+        cause = err
+        while cause is not None and not isinstance(cause, SmacError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 class _DatasetCLI(SMACCLI):
     """Parses a training config and builds only its data module."""
-
-    def before_instantiate_classes(self) -> None:
-        """Any ``algorithm`` line is fine: only the data is made."""
 
     def instantiate_classes(self) -> None:
         self.datamodule = self.parser.instantiate_classes(self.config).get("data")
@@ -165,10 +153,10 @@ def data_command(args: list[str]) -> None:
     if args[0] != "make":
         print(f"unknown data command {args[0]!r}\n{usage}", file=sys.stderr)
         raise SystemExit(2)
-    made = _DatasetCLI(
-        SMAC, OfflineMetaDataModule, args=[a for a in args[1:] if a != "--overwrite"], run=False, save_config_callback=None
-    )
+    made = cli([a for a in args[1:] if a != "--overwrite"], run=False, cls=_DatasetCLI, save_config_callback=None)
     dm = made.datamodule
+    if not isinstance(dm, OfflineMetaDataModule):
+        raise ConfigError(f"data make: the config's data module is {type(dm).__name__}: an online learner makes no dataset")
     if "--overwrite" in args and dm.dataset_dir.exists():
         shutil.rmtree(dm.dataset_dir)
     dm.prepare_data()

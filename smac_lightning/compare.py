@@ -85,12 +85,12 @@ def parse(args: list[str]) -> Plan:
     if printed.returncode != 0:
         raise ConfigError(f"compare: the config does not resolve:\n{printed.stderr.strip().splitlines()[-1]}")
     config = yaml.safe_load(printed.stdout)
-    if config.get("algorithm", "smac") != "smac" or "self_supervised" not in config.get("model", {}):
+    if not config["model"]["class_path"].endswith(".SMAC") or not config["data"]["class_path"].endswith(".OfflineMetaDataModule"):
         raise ConfigError(
             "compare: the config is not an offline SMAC config with a dataset recipe (a PEARL config trains "
             "online); give conf/<family>.yaml"
         )
-    model, family = config["model"], config["data"]["family"]["class_path"].rsplit(".", 1)[-1]
+    model, family = config["model"]["init_args"], config["data"]["init_args"]["family"]["class_path"].rsplit(".", 1)[-1]
     ss = model["self_supervised"]
     logger = (config.get("trainer") or {}).get("logger") or {}
     uri = (logger.get("init_args") or {}).get("tracking_uri") or DEFAULT_TRACKING_URI

@@ -67,29 +67,15 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
 
 
-def test_unknown_or_misplaced_algorithm_is_explained(tmp_path):
-    from smac_lightning.cli import algorithm_of
+def test_an_algorithm_given_the_other_algorithms_data_module_is_refused(tmp_path):
+    from smac_lightning.cli import cli
 
     from helpers import ROOT
 
-    smac = ["--config", str(ROOT / "conf/point_robot.yaml")]
-    assert algorithm_of(smac) == "smac"
-    assert algorithm_of(["--config", str(ROOT / "conf/pearl/point_robot.yaml")]) == "pearl"
-    assert algorithm_of([*smac, "--algorithm=pearl"]) == "pearl"
-    with pytest.raises(ConfigError, match="'ppo' is unknown; choose one of \\['pearl', 'smac'\\]"):
-        algorithm_of([*smac, "--algorithm", "ppo"])
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text("algorithm: pearl\n")
-    # a nested or programmatic config that only LightningCLI sees: refused, not silently the wrong module
-    with pytest.raises(ConfigError, match="algorithm: pearl reached the SMAC command line"):
-        _smac_cli_with(smac, overlay)
-
-
-def _smac_cli_with(smac, overlay):
-    from smac_lightning.algos import SMAC as module
-    from smac_lightning.cli import SMACCLI
-
-    return SMACCLI(module, OfflineMetaDataModule, args=[*smac, "--config", str(overlay)], run=False, save_config_callback=None)
+    overlay.write_text("data:\n  class_path: smac_lightning.data.OnlineMetaDataModule\n")
+    with pytest.raises(ConfigError, match=r"SMAC trains on OfflineMetaDataModule \(data.class_path: smac_lightning.data.Offline"):
+        cli(["--config", str(ROOT / "conf/point_robot.yaml"), "--config", str(overlay)], run=False, save_config_callback=None)
 
 
 def test_pearl_data_config_that_does_not_exist_is_named(tmp_path):

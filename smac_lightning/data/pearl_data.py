@@ -53,7 +53,7 @@ class PEARLData:
         """The PEARL run, as its own process: ``fit`` of the PEARL config that stops at the export."""
         return [
             sys.executable, "-m", "smac_lightning", "fit", "--config", str(self.config_path()), *self.args,
-            "--algorithm", "pearl", "--model.iterations", str(self.iteration),
+            "--model.iterations", str(self.iteration),
             "--model.export.path", str(path), "--model.export.iteration", str(self.iteration),
             "--model.export.rl_window", self.rl_window, "--model.export.rl_size", str(rl_size),
             "--model.export.encoder_size", str(encoder_size), "--model.export.seed", str(seed),
@@ -78,7 +78,7 @@ class PEARLData:
         printed = subprocess.run([*command, "--print_config"], capture_output=True, text=True)
         if printed.returncode != 0:
             raise ConfigError(f"data.pearl: the PEARL command does not parse:\n{printed.stderr[-2000:]}")
-        spec = yaml.safe_load(printed.stdout)["data"]["family"]
+        spec = yaml.safe_load(printed.stdout)["data"]["init_args"]["family"]
         module, _, name = spec["class_path"].rpartition(".")
         theirs = getattr(importlib.import_module(module), name)(**spec.get("init_args", {})).config()
         if theirs != family.config():
