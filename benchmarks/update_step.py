@@ -109,16 +109,19 @@ class Reference:
 
 
 class Ours:
-    """The module's own update (what training_step runs), outside a Trainer."""
+    """The module's own ``training_step``, outside a Trainer: plain optimizers, a plain backward, no logging."""
 
     def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden, compile_losses=False):
         self.module = SMAC(obs_dim, act_dim, latent, enc_hidden, (64, 64), hidden, hidden, compile_losses=compile_losses)
         self.module.setup("fit")
-        self.opts = self.module.configure_optimizers()
+        opts = self.module.configure_optimizers()
+        self.module.optimizers = lambda: opts
+        self.module.manual_backward = torch.Tensor.backward
+        self.module.log_dict = lambda *args, **kwargs: None
 
     def update(self, context, rl, self_supervised=False):
         self.module.phase = Phase.SELF_SUPERVISED if self_supervised else Phase.OFFLINE
-        self.module.update(TensorDict({"context": context, "rl": rl}), self.opts, torch.Tensor.backward)
+        self.module.training_step(TensorDict({"context": context, "rl": rl}), 0)
 
 
 def time_updates(impl, batches, updates, self_supervised, precision):

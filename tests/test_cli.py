@@ -48,7 +48,8 @@ def test_smoke_run_is_logged_to_the_local_sqlite_store(smoke_run):
     assert run.data.params["config.model.offline_updates"] == "40"
     assert run.data.params["config.data.family.class_path"] == "smac_lightning.envs.PointRobotFamily"
     config = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config.yaml", str(cwd))))
-    assert config["model"]["policy_hidden"] == [32, 32]
+    assert config["model"]["class_path"] == "smac_lightning.algos.SMAC"
+    assert config["model"]["init_args"]["policy_hidden"] == [32, 32]
 
 
 def test_print_config_reproduces_the_run(tmp_path):
@@ -59,14 +60,15 @@ def test_print_config_reproduces_the_run(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert yaml.safe_load(again.stdout) == yaml.safe_load(first.stdout)
     printed = yaml.safe_load(first.stdout)
-    assert printed["model"]["offline_updates"] == 40 and printed["data"]["batch_size"] == 32
+    assert printed["model"]["init_args"]["offline_updates"] == 40 and printed["data"]["init_args"]["batch_size"] == 32
 
 
 def test_help_lists_documented_arguments(tmp_path):
-    out = run_cli(tmp_path, "fit", "--help")
+    out = run_cli(tmp_path, "fit", "--model.help", "SMAC")
     assert out.returncode == 0
     assert "--model.awac_beta" in out.stdout and "AWAC temperature" in out.stdout
-    assert "--data.dataset_dir" in out.stdout
+    out = run_cli(tmp_path, "fit", "--data.help", "OfflineMetaDataModule")
+    assert out.returncode == 0 and "--data.dataset_dir" in out.stdout
 
 
 @pytest.mark.parametrize("subcommand", ["test", "validate"])

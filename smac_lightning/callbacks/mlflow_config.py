@@ -11,13 +11,17 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """Leaves under dotted names; ``init_args`` levels are left out of the names (``model.lr``), as
+    on the command line, and jsonargparse's own ``__path__`` entries are dropped."""
     flat = {}
     for key, value in tree.items():
-        name = f"{prefix}{key}"
+        if key.startswith("__"):
+            continue
+        name = prefix if key == "init_args" else f"{prefix}{key}."
         if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
+            flat.update(flatten(value, name))
         else:
-            flat[name] = value
+            flat[name[:-1]] = value
     return flat
 
 
