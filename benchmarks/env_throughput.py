@@ -4,7 +4,7 @@ For each family, in one run and on the same env:
 
 - ``raw``: ``env.step`` with uniform random actions, resetting at episode ends (the ceiling);
 - ``raw+policy``: the same loop with one z-conditioned policy forward per step (numpy <-> torch);
-- ``lockstep``: ``rollout.Lanes`` (every collection and meta-test path), ``--tasks`` lanes of one
+- ``lockstep``: ``rollout.LockstepEnvs`` (every collection and meta-test path), ``--tasks`` lanes of one
   episode each stepped together, one batched policy forward per step with z drawn per step
   (``LatentPolicy``), counted in valid env steps of all lanes together (a self-supervised stage
   of 5 tasks x 2 trajectories is 10 lanes);
@@ -27,7 +27,7 @@ import torch
 
 from smac_lightning.envs import ALL_FAMILIES
 from smac_lightning.nn import TanhGaussianPolicy, prior
-from smac_lightning.rollout import Lanes, LatentPolicy
+from smac_lightning.rollout import LockstepEnvs, LatentPolicy
 
 FAMILIES = {f.name: f for f in ALL_FAMILIES}
 LATENT = 5
@@ -66,7 +66,7 @@ def measure(name: str, steps: int, tasks: int, hidden: list[int]) -> dict:
         "raw": rate(lambda n: raw_loop(env, n, lambda _: rng.uniform(-1, 1, act_dim).astype(np.float32)), steps),
         "raw+policy": rate(lambda n: raw_loop(env, n, policy_act), steps),
     }
-    lanes = Lanes(family.make_env, family.horizon)
+    lanes = LockstepEnvs(family.make_env, family.horizon)
 
     def lockstep(count):
         def run(n):

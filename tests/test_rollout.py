@@ -6,7 +6,7 @@ import torch
 from smac_lightning.envs import HopperParamFamily, PointRobotFamily
 from smac_lightning.envs.point_robot import point_robot_reward
 from smac_lightning.nn import TanhGaussianPolicy, prior
-from smac_lightning.rollout import Lanes, LatentPolicy, collect_steps
+from smac_lightning.rollout import LockstepEnvs, LatentPolicy, collect_steps
 
 
 def _policy(family, latent=3):
@@ -20,7 +20,7 @@ def _policy(family, latent=3):
 def test_each_lane_runs_its_own_task_and_seeds_repeat():
     family = PointRobotFamily(num_train_tasks=6, num_test_tasks=1, horizon=10)
     train, _ = family.task_sets()
-    lanes, policy = Lanes(family.make_env, family.horizon), _policy(family)
+    lanes, policy = LockstepEnvs(family.make_env, family.horizon), _policy(family)
     tasks = train[[4, 1, 4, 0]]
     torch.manual_seed(1)
     batch = lanes.run(tasks, LatentPolicy(policy, *prior(4, 3), per_step=True).act, seed=5)
@@ -43,7 +43,7 @@ def test_each_lane_runs_its_own_task_and_seeds_repeat():
 def test_a_lane_whose_episode_ends_early_stops_and_a_round_of_whole_episodes_makes_up_the_steps():
     family = HopperParamFamily(num_train_tasks=2, num_test_tasks=1, horizon=200)
     train, _ = family.task_sets()
-    lanes, policy = Lanes(family.make_env, family.horizon), _policy(family)
+    lanes, policy = LockstepEnvs(family.make_env, family.horizon), _policy(family)
     rounds = []
 
     def run_round(active, k):

@@ -121,12 +121,12 @@ def test_self_supervised_phase_appends_generated_rows_without_the_true_reward(se
 
 def _one_iteration(tmp_path, *overrides):
     """One self-supervised iteration's collection, run directly on a fresh smoke module at the switch."""
-    from smac_lightning.rollout import collection_lanes, self_supervised_iteration
+    from smac_lightning.rollout import collection_envs, self_supervised_iteration
 
     made = smoke_cli(tmp_path, *overrides)
     module, dm = made.model, made.datamodule
     module.switch_to_self_supervised(dm)
-    lanes = collection_lanes(dm.family, module.self_supervised)
+    lanes = collection_envs(dm.family, module.self_supervised)
     module.online_transitions += self_supervised_iteration(module, dm, lanes, torch.Generator().manual_seed(0), seed=0)
     return module, dm
 
@@ -145,10 +145,10 @@ def test_a_separate_encoder_buffer_gets_the_prior_rows_unless_frozen(tmp_path, m
 
 
 def test_posterior_trajectories_infer_z_from_the_tasks_encoder_buffer_after_a_prior_one(tmp_path, monkeypatch):
-    from smac_lightning.rollout import Lanes, LatentPolicy
+    from smac_lightning.rollout import LockstepEnvs, LatentPolicy
 
     seen, lanes_run = [], []
-    original_init, original_run = LatentPolicy.__init__, Lanes.run
+    original_init, original_run = LatentPolicy.__init__, LockstepEnvs.run
 
     def spy_policy(self, policy, mean, var=None, per_step=False, deterministic=False):
         seen.append((mean.clone(), var.clone(), per_step))
@@ -159,7 +159,7 @@ def test_posterior_trajectories_infer_z_from_the_tasks_encoder_buffer_after_a_pr
         return original_run(self, tasks, act, seed)
 
     monkeypatch.setattr(LatentPolicy, "__init__", spy_policy)
-    monkeypatch.setattr(Lanes, "run", spy_run)
+    monkeypatch.setattr(LockstepEnvs, "run", spy_run)
     module, _ = _one_iteration(tmp_path)
     (prior_mean, prior_var, prior_per_step), (post_mean, post_var, post_per_step) = seen
     assert prior_per_step == post_per_step == (module.evaluation.resample_z == "step")  # z drawn as meta-test does

@@ -22,7 +22,7 @@ from smac_lightning.data.export import DatasetExport, export_dataset
 from smac_lightning.errors import ConfigError
 from smac_lightning.losses import critic_loss, kl_to_standard_normal, pearl_actor_loss, soft_td_target, temperature_loss
 from smac_lightning.nn import ContextEncoder, CriticEnsemble, TanhGaussianPolicy, sample
-from smac_lightning.rollout import Lanes, MetaTestProtocol, PEARLCollection, pearl_iteration
+from smac_lightning.rollout import LockstepEnvs, MetaTestProtocol, PEARLCollection, pearl_iteration
 
 
 class PEARL(MetaLearner):
@@ -93,7 +93,7 @@ class PEARL(MetaLearner):
             raise ConfigError(f"model.export.iteration={self.export.iteration} is beyond model.iterations={iterations}")
         self.iterations_collected = 0
         self.env_steps = 0
-        self._lanes: Lanes | None = None  # collection envs, built on first use
+        self._envs: LockstepEnvs | None = None  # collection envs, built on first use
         self._bar = None
 
     def compute_losses(self, context: TensorDict, rl: TensorDict) -> dict[str, torch.Tensor]:
@@ -160,9 +160,9 @@ class PEARL(MetaLearner):
         self._maybe_export()
         if self._bar is not None:
             self._bar.close()
-        if self._lanes is not None:
-            self._lanes.close()
-            self._lanes = None
+        if self._envs is not None:
+            self._envs.close()
+            self._envs = None
 
     def _collect_due(self) -> None:
         per_iteration, iterations = self.hparams.updates_per_iteration, self.hparams.iterations
@@ -177,10 +177,10 @@ class PEARL(MetaLearner):
         """Iteration ``iterations_collected``'s data (``rollout.pearl_iteration``), seeded by the
         iteration index, so a resumed run collects what the uninterrupted one would have."""
         dm = self.trainer.datamodule
-        if self._lanes is None:
-            self._lanes = Lanes(dm.family.make_env, dm.family.horizon)
+        if self._envs is None:
+            self._envs = LockstepEnvs(dm.family.make_env, dm.family.horizon)
         generator = torch.Generator().manual_seed(self.trainer.global_rank * 1_000_003 + self.iterations_collected)
-        self.env_steps += pearl_iteration(self, dm, self._lanes, generator)
+        self.env_steps += pearl_iteration(self, dm, self._envs, generator)
         self.iterations_collected += 1
 
     def _maybe_export(self) -> None:

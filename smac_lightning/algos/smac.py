@@ -25,10 +25,10 @@ from smac_lightning.losses import (
 )
 from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy, sample
 from smac_lightning.rollout import (
-    Lanes,
+    LockstepEnvs,
     MetaTestProtocol,
     SelfSupervisedConfig,
-    collection_lanes,
+    collection_envs,
     self_supervised_iteration,
 )
 
@@ -111,8 +111,7 @@ class SMAC(MetaLearner):
         self.phase = Phase.OFFLINE
         self.online_transitions = 0
         self.iterations_done = 0
-        self._lanes: Lanes | None = None  # the self-supervised phase's envs, built on first use
-        self._collection_generator = torch.Generator()
+        self._envs: LockstepEnvs | None = None  # the self-supervised phase's envs, built on first use
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -234,18 +233,18 @@ class SMAC(MetaLearner):
         """One self-supervised iteration's data (``rollout.self_supervised_iteration``), drawn from
         seeds made of counters, not carried along, so a resumed run draws the same iterations."""
         dm = self.trainer.datamodule
-        if self._lanes is None:
-            self._lanes = collection_lanes(dm.family, self.self_supervised)
+        if self._envs is None:
+            self._envs = collection_envs(dm.family, self.self_supervised)
         seed = self.trainer.global_rank * 1_000_003 + self.iterations_done * 10_007
-        self._collection_generator.manual_seed(seed)
-        self.online_transitions += self_supervised_iteration(self, dm, self._lanes, self._collection_generator, seed)
+        generator = torch.Generator().manual_seed(seed)
+        self.online_transitions += self_supervised_iteration(self, dm, self._envs, generator, seed)
         self.iterations_done += 1
         self.log("train/online_transitions", float(self.online_transitions))
 
     def on_fit_end(self) -> None:
-        if self._lanes is not None:
-            self._lanes.close()
-            self._lanes = None
+        if self._envs is not None:
+            self._envs.close()
+            self._envs = None
 
     # ----------------------------------------------------------------- budget and counters
 

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from smac_lightning.data.dataset import OfflineDataset, load_dataset
 from smac_lightning.data.generate import generate_dataset
-from smac_lightning.data.pearl_data import PEARLData
+from smac_lightning.data.pearl_data import PEARLRecipe
 from smac_lightning.data.replay import MultiTaskReplay
 from smac_lightning.envs.base import TaskFamily
 from smac_lightning.errors import ConfigError, DatasetError
@@ -38,7 +38,7 @@ class _MetaBatches(IterableDataset):
             k += 1
 
 
-def default_dataset_dir(family_name: str, rl_size: int, encoder_size: int, dataset_seed: int, pearl: PEARLData | None = None) -> str:
+def default_dataset_dir(family_name: str, rl_size: int, encoder_size: int, dataset_seed: int, pearl: PEARLRecipe | None = None) -> str:
     suffix = pearl.suffix() if pearl is not None else ""
     return f"data/{family_name}-rl{rl_size}-enc{encoder_size}-seed{dataset_seed}{suffix}"
 
@@ -190,7 +190,7 @@ class OfflineMetaDataModule(MetaDataModule):
         encoder_buffer: Literal["rl", "separate"] = "rl",
         online_capacity: int = 4000,
         seed: int = 0,
-        pearl: PEARLData | None = None,
+        pearl: PEARLRecipe | None = None,
     ):
         """
         Args:
@@ -214,7 +214,7 @@ class OfflineMetaDataModule(MetaDataModule):
                 family's scripted behaviour policy. Default folder name then ends in ``-pearl-it<N>-<window>``.
         """
         super().__init__(family, meta_batch, batch_size, context_size, seed)
-        self.pearl = PEARLData(**pearl) if isinstance(pearl, dict) else pearl
+        self.pearl = PEARLRecipe(**pearl) if isinstance(pearl, dict) else pearl
         self.dataset_dir = Path(dataset_dir or default_dataset_dir(family.name, rl_size, encoder_size, dataset_seed, self.pearl))
         self.sizes = {"rl": rl_size, "encoder": encoder_size}
         self.dataset_seed = dataset_seed

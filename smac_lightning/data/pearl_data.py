@@ -21,7 +21,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class PEARLData:
+class PEARLRecipe:
     """Generate the dataset with a PEARL run instead of the family's scripted behaviour policy.
 
     Args:

@@ -7,19 +7,19 @@ Above ``envs``, ``nn`` and ``losses``; below ``data`` (whose scripted generation
 
 from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol, reward_error
 from smac_lightning.rollout.contexts import draw_rows
-from smac_lightning.rollout.episodes import Lanes, collect_steps, episode_returns, run_episodes, to_transitions
+from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps, episode_returns, run_episodes, to_transitions
 from smac_lightning.rollout.latent_policy import LatentPolicy
 from smac_lightning.rollout.pearl_collection import PEARLCollection, pearl_iteration
 from smac_lightning.rollout.self_supervised import (
     SelfSupervisedConfig,
-    collection_lanes,
+    collection_envs,
     context_rows,
     label_rewards,
     self_supervised_iteration,
 )
 
 __all__ = [
-    "Lanes", "LatentPolicy", "MetaTestProtocol", "MetaTester", "PEARLCollection", "SelfSupervisedConfig",
-    "collect_steps", "collection_lanes", "context_rows", "draw_rows", "episode_returns", "label_rewards",
+    "LatentPolicy", "LockstepEnvs", "MetaTestProtocol", "MetaTester", "PEARLCollection", "SelfSupervisedConfig",
+    "collect_steps", "collection_envs", "context_rows", "draw_rows", "episode_returns", "label_rewards",
     "pearl_iteration", "reward_error", "run_episodes", "self_supervised_iteration", "to_transitions",
 ]

@@ -21,7 +21,7 @@ from tensordict import TensorDict
 from smac_lightning.envs.base import TaskFamily
 from smac_lightning.losses import kl_to_standard_normal
 from smac_lightning.nn import prior
-from smac_lightning.rollout.episodes import Lanes, episode_returns
+from smac_lightning.rollout.episodes import LockstepEnvs, episode_returns
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
 
@@ -62,7 +62,7 @@ class MetaTester:
     def __init__(self, family: TaskFamily, protocol: MetaTestProtocol):
         self.family = family
         self.protocol = protocol
-        self._lanes: dict[bytes, Lanes] = {}
+        self._lanes: dict[bytes, LockstepEnvs] = {}
 
     def metric_names(self, offline_context: bool = True, decoder: bool = True) -> list[str]:
         """What ``run`` returns, given an offline context or not and a decoder or not."""
@@ -88,7 +88,7 @@ class MetaTester:
         """One episode per run of each task with z ~ N(mean, var) (one row per run), drawn per step or once."""
         key = tasks.tobytes()
         if key not in self._lanes:
-            self._lanes[key] = Lanes(self.family.make_env, self.family.horizon)
+            self._lanes[key] = LockstepEnvs(self.family.make_env, self.family.horizon)
         lanes = np.repeat(tasks, self.protocol.runs_per_task, axis=0)
         actor = LatentPolicy(policy, mean, var, self.protocol.resample_z == "step", self.protocol.deterministic)
         return self._lanes[key].run(lanes, actor.act, seed).to(mean.device)

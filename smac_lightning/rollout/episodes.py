@@ -10,7 +10,7 @@ import torch
 from tensordict import TensorDict
 
 
-class Lanes:
+class LockstepEnvs:
     """A pool of one family's envs, one per lane, each switched to the task it runs next.
 
     ``make`` builds an env for a task (``family.make_env``, reward-free or not, or

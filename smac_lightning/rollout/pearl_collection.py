@@ -8,7 +8,7 @@ import torch
 
 from smac_lightning.errors import ConfigError
 from smac_lightning.nn import sample
-from smac_lightning.rollout.episodes import Lanes, collect_steps
+from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
 
@@ -41,7 +41,7 @@ class PEARLCollection:
 
 
 @torch.no_grad()
-def pearl_iteration(pearl, dm, lanes: Lanes, generator: torch.Generator) -> int:
+def pearl_iteration(pearl, dm, envs: LockstepEnvs, generator: torch.Generator) -> int:
     """Iteration ``pearl.iterations_collected``'s data, appended to ``dm``'s replays; returns its transitions.
 
     The first iteration first fills every training task's replays with ``initial_steps`` of
@@ -57,7 +57,7 @@ def pearl_iteration(pearl, dm, lanes: Lanes, generator: torch.Generator) -> int:
         def run_round(active: list[int], k: int):
             chosen = [tasks[i] for i in active]
             actor = LatentPolicy(pearl.policy, z_for(chosen).to(device))
-            batch = lanes.run(train_tasks[chosen], actor.act, seed * 10_007 + k)
+            batch = envs.run(train_tasks[chosen], actor.act, seed * 10_007 + k)
             batch["task"] = torch.tensor(chosen).view(-1, 1, 1).expand(*batch.batch_size, 1).clone()
             batch["generated"] = torch.zeros(*batch.batch_size, 1, dtype=torch.bool)  # true rewards
             return batch

@@ -15,7 +15,7 @@ from tensordict import TensorDict
 from smac_lightning.errors import ConfigError
 from smac_lightning.nn import RewardDecoder, prior, sample
 from smac_lightning.rollout.contexts import draw_rows
-from smac_lightning.rollout.episodes import Lanes, collect_steps
+from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
 
@@ -82,14 +82,14 @@ class SelfSupervisedConfig:
         return self.iterations * self.updates_per_iteration
 
 
-def collection_lanes(family, config: SelfSupervisedConfig) -> Lanes:
+def collection_envs(family, config: SelfSupervisedConfig) -> LockstepEnvs:
     """Envs for collection; reward-free ones never compute the true reward (the Online Oracle's do)."""
     reward_free = config.rewards == "generated"
-    return Lanes(lambda task: family.make_env(task, reward_free=reward_free), family.horizon)
+    return LockstepEnvs(lambda task: family.make_env(task, reward_free=reward_free), family.horizon)
 
 
 @torch.no_grad()
-def self_supervised_iteration(smac, dm, lanes: Lanes, generator: torch.Generator, seed: int) -> int:
+def self_supervised_iteration(smac, dm, envs: LockstepEnvs, generator: torch.Generator, seed: int) -> int:
     """One iteration's data, appended to ``dm``'s buffers; returns the transitions collected.
 
     ``smac`` gives the frozen ``encoder`` and ``decoder``, the ``policy`` and its settings
@@ -111,7 +111,7 @@ def self_supervised_iteration(smac, dm, lanes: Lanes, generator: torch.Generator
             lane_tasks = tasks[active].repeat_interleave(per_task)
             mean, var = z_for(lane_tasks, k)
             actor = LatentPolicy(smac.policy, mean, var, per_step=smac.evaluation.resample_z == "step")
-            batch = lanes.run(every_task[lane_tasks.numpy()], actor.act, seed + 7919 * k).to(device)
+            batch = envs.run(every_task[lane_tasks.numpy()], actor.act, seed + 7919 * k).to(device)
             if config.rewards == "generated":  # each trajectory's own z from its task's offline rows
                 offline = context_rows(dm, lane_tasks, config.context_size, generator, offline_only=True)
                 batch["reward"] = label_rewards(smac.decoder, batch, sample(*smac.encoder.posterior(offline.to(device))))
