@@ -19,6 +19,7 @@ import importlib
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -34,6 +35,7 @@ from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMet
 from smac_lightning.data.dataset import load_dataset
 from smac_lightning.data.summary import summarize
 from smac_lightning.errors import ConfigError, SmacError
+from smac_lightning.report import end_of_run
 from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3 refuses a plain ./mlruns file store
@@ -84,8 +86,44 @@ class SMACCLI(LightningCLI):
         self._check_tracking()
         if self.config_init["fit"].get("ckpt_path") == "last":
             self._resume_last()
+        self._name_run("fit")
 
-    before_validate = before_test = _check_tracking
+    def before_validate(self) -> None:
+        self._check_tracking()
+        self._name_run("validate")
+
+    def before_test(self) -> None:
+        self._check_tracking()
+        self._name_run("test")
+
+    def after_fit(self) -> None:
+        self._report("fit")
+
+    def after_validate(self) -> None:
+        self._report("validate")
+
+    def after_test(self) -> None:
+        self._report("test")
+
+    def _report(self, stage: str) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        run = next(((lg._run_name, lg._run_id, lg._tracking_uri) for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger)), None)
+        checkpoints = self.trainer.checkpoint_callback.dirpath if stage == "fit" and self.trainer.checkpoint_callback else None
+        print(end_of_run(stage, self.model, time.perf_counter() - self._started, run, checkpoints), flush=True)
+
+    def _name_run(self, stage: str) -> None:
+        """A new MLflow run without a name is called ``<family>-<algorithm>-<stage>-<time>`` (MLflow's
+        own random names repeat, since the seed also seeds them); ``validate``/``test`` runs name
+        the checkpoint they evaluate in the tag ``smac_lightning.checkpoint``."""
+        self._started = time.perf_counter()
+        name = f"{self.datamodule.family.name}-{type(self.model).__name__.lower()}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+        ckpt_path = self.config_init[stage].get("ckpt_path")
+        for logger in self.trainer.loggers:
+            if isinstance(logger, MLFlowLogger) and logger._run_id is None:
+                logger._run_name = logger._run_name or name
+                if stage != "fit" and ckpt_path:
+                    logger.tags = {**(logger.tags or {}), "smac_lightning.checkpoint": str(ckpt_path)}
 
     def _resume_last(self) -> None:
         """``--ckpt_path last``: the newest ``last.ckpt`` under the run folder, and the same MLflow run.

@@ -11,7 +11,7 @@ LAYERS = [
     {"rollout"},
     {"data"},
     {"algos"},
-    {"callbacks", "compare"},
+    {"callbacks", "compare", "report"},
     {"cli"},
     {"__main__", "__init__"},
 ]

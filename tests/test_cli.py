@@ -80,6 +80,40 @@ def test_meta_test_of_a_checkpoint(smoke_run, subcommand):
     assert "eval/test/final_return" in out.stdout
     tested = _runs(cwd)[-1]
     assert "eval/test/final_return" in tested.data.metrics
+    assert tested.info.run_name.startswith(f"point_robot-smac-{subcommand}-")
+    assert tested.data.tags["smac_lightning.checkpoint"] == str(ckpt)  # which run's checkpoint it evaluated
+    assert f"smac_lightning {subcommand} done" in out.stdout and "held-out " in out.stdout
+
+
+def test_a_run_ends_on_a_screen_that_says_where_it_went_and_what_it_scored(smoke_run):
+    import re
+
+    cwd, proc, _ = smoke_run
+    (run,) = _runs(cwd)[:1]
+    assert re.fullmatch(r"point_robot-smac-fit-\d{8}-\d{6}", run.info.run_name)  # not MLflow's seeded random name
+    screen = proc.stdout[proc.stdout.index("smac_lightning fit done"):]
+    assert f"{run.info.run_name} ({run.info.run_id}) in sqlite:///mlflow.db" in screen
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in screen
+    assert f"runs/1/{run.info.run_id}/checkpoints/last.ckpt" in screen
+    client = _client(cwd)
+    switch, end = (m.value for m in client.get_metric_history(run.info.run_id, "eval/test/final_return"))
+    assert f"held-out, at the switch  final_return {switch:.2f}" in screen
+    assert f"held-out, at the end     final_return {end:.2f}" in screen
+
+
+def test_importing_the_package_registers_every_env_without_loading_pybullet(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gymnasium, smac_lightning\n"
+        "ids = sorted(i for i in gymnasium.registry if i.startswith('smac_lightning/'))\n"
+        "gymnasium.make('smac_lightning/PointRobot-v0').reset(seed=0)\n"
+        "print(len(ids), 'pybullet' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["7", "False"] and "pybullet build time" not in out.stderr
 
 
 def test_a_checkpoint_loads_without_a_trainer(smoke_run):

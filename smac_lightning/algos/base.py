@@ -31,6 +31,7 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.updates = 0  # gradient updates done; Lightning's global_step counts optimizer steps instead
+        self.evaluations: list[dict] = []  # this process's meta-test results, for the end-of-run report
         self._last_losses: dict[str, torch.Tensor] = {}
 
     def budgets(self) -> dict[str, int]:

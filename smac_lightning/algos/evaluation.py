@@ -67,6 +67,7 @@ class MetaEvaluation:
             if f"eval/train/{key}" in metrics:
                 metrics[f"diag/{key}"] = metrics[f"eval/train/{key}"]
         metrics.update(self.progress_metrics())
+        self.evaluations.append({"updates": self.updates, **metrics})
         return metrics
 
     def validation_step(self, batch, batch_idx: int) -> None:

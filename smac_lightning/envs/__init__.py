@@ -1,4 +1,6 @@
-"""Task families, registered with gymnasium as ``smac_lightning/<Name>-v0``."""
+"""Task families, registered with gymnasium as ``smac_lightning/<Name>-v0`` when ``smac_lightning``
+is imported. Sawyer's names load on first use: importing PyBullet prints its build time.
+"""
 
 import gymnasium as gym
 
@@ -8,7 +10,6 @@ from smac_lightning.envs.cheetah_vel import CheetahVelEnv, CheetahVelFamily
 from smac_lightning.envs.humanoid_dir import HumanoidDirEnv, HumanoidDirFamily
 from smac_lightning.envs.point_robot import PointRobotEnv, PointRobotFamily
 from smac_lightning.envs.rand_param import HopperParamEnv, HopperParamFamily, WalkerParamEnv, WalkerParamFamily
-from smac_lightning.envs.sawyer import SawyerEnv, SawyerFamily
 
 for _name, _entry in {
     "PointRobot-v0": "smac_lightning.envs.point_robot:PointRobotEnv",
@@ -22,10 +23,19 @@ for _name, _entry in {
     if f"smac_lightning/{_name}" not in gym.registry:
         gym.register(f"smac_lightning/{_name}", entry_point=_entry)
 
-# Every family, for code that runs over all of them (benchmarks, spec checks).
-ALL_FAMILIES = (
-    PointRobotFamily, CheetahVelFamily, AntDirFamily, HumanoidDirFamily, WalkerParamFamily, HopperParamFamily, SawyerFamily,
-)
+
+def __getattr__(name: str):
+    if name in ("SawyerEnv", "SawyerFamily"):
+        from smac_lightning.envs import sawyer
+
+        return getattr(sawyer, name)
+    if name == "ALL_FAMILIES":  # every family, for code that runs over all of them (benchmarks, spec checks)
+        return (
+            PointRobotFamily, CheetahVelFamily, AntDirFamily, HumanoidDirFamily, WalkerParamFamily, HopperParamFamily,
+            __getattr__("SawyerFamily"),
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ALL_FAMILIES",
