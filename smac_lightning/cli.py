@@ -15,13 +15,20 @@ Oracle, offline-only SMAC and meta-BC per seed and summarises them (``compare.py
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import json
+import re
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
+from argparse import ArgumentError
+
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import MLFlowLogger
@@ -147,18 +154,54 @@ class SMACCLI(LightningCLI):
 
 
 def _class(config, key: str) -> type:
-    module, _, name = config[key]["class_path"].rpartition(".")
+    return _import(config[key]["class_path"])
+
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def explain(err: ArgumentError) -> str:
+    """jsonargparse's parse error as the one line that matters, with the nearest option for a typo."""
+    text = str(err)
+    typo = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", text)
+    section = re.match(r'Parser key "(\w+)"', text)
+    if typo and section:
+        known = list(inspect.signature(_import(typo.group(1))).parameters)
+        return _did_you_mean(f"--{section.group(1)}.{typo.group(2)}", typo.group(2), known, f"--{section.group(1)}.")
+    unknown = re.match(r"unrecognized arguments: --(trainer|checkpoint)\.(\w+)", text)
+    if unknown:
+        owner = Trainer if unknown.group(1) == "trainer" else ModelCheckpoint
+        known = list(inspect.signature(owner).parameters)
+        return _did_you_mean(f"--{unknown.group(1)}.{unknown.group(2)}", unknown.group(2), known, f"--{unknown.group(1)}.")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = [line.removeprefix("- ") for line in lines if line.startswith("- ") and "NoneType" not in line]
+    return " ".join(lines[:1] + detail[:2])
+
+
+def _did_you_mean(option: str, key: str, known: list[str], prefix: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+    return f"{option} is not an option{hint} (--help lists them)"
+
+
+def _import(path: str):
+    module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
 
 
 def cli(args: list[str] | None = None, run: bool = True, cls: type[SMACCLI] = SMACCLI, **kwargs) -> SMACCLI:
-    """LightningCLI in subclass mode for the algorithm (``model``) and its data module (``data``)."""
+    """LightningCLI in subclass mode for the algorithm (``model``) and its data module (``data``).
+    A parse error becomes a ``ConfigError`` of one line (``--help`` stays complete)."""
     kwargs.setdefault("save_config_callback", LogConfigToMLflow)
+    quiet = {"exit_on_error": False}
     try:
         return cls(
             MetaLearner, MetaDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            save_config_kwargs={"save_to_log_dir": False}, args=args, run=run, **kwargs,
+            save_config_kwargs={"save_to_log_dir": False}, args=args, run=run,
+            parser_kwargs={**quiet, **dict.fromkeys(SUBCOMMANDS, quiet)}, **kwargs,
         )
+    except ArgumentError as err:
+        raise ConfigError(explain(err)) from None
     except ValueError as err:  # jsonargparse wraps what a class refuses while it builds it: say just that
         cause = err
         while cause is not None and not isinstance(cause, SmacError):
@@ -182,7 +225,7 @@ def data_command(args: list[str]) -> None:
         "usage: python -m smac_lightning data make --config CONFIG [--config OVERLAY ...] [--overwrite]\n"
         "       python -m smac_lightning data info DATASET_DIR"
     )
-    if not args or args[0] in ("-h", "--help"):
+    if not args or "-h" in args or "--help" in args:
         print(usage)
         raise SystemExit(0 if args else 2)
     if args[0] == "info" and len(args) == 2:
@@ -191,7 +234,9 @@ def data_command(args: list[str]) -> None:
     if args[0] != "make":
         print(f"unknown data command {args[0]!r}\n{usage}", file=sys.stderr)
         raise SystemExit(2)
-    made = cli([a for a in args[1:] if a != "--overwrite"], run=False, cls=_DatasetCLI, save_config_callback=None)
+    with warnings.catch_warnings():  # LightningCLI warns when given args besides sys.argv: here they are its share of them
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        made = cli([a for a in args[1:] if a != "--overwrite"], run=False, cls=_DatasetCLI, save_config_callback=None)
     dm = made.datamodule
     if not isinstance(dm, OfflineMetaDataModule):
         raise ConfigError(f"data make: the config's data module is {type(dm).__name__}: an online learner makes no dataset")
@@ -228,8 +273,16 @@ def _log_previews(config, dataset_dir: Path, previews: Path, family: dict) -> No
     print(f"scene previews: {previews} (MLflow run {run.info.run_id} in {uri})")
 
 
+OTHER_COMMANDS = (
+    "more commands: python -m smac_lightning data {make,info} --help (make or inspect a dataset); "
+    "python -m smac_lightning compare --help (SMAC against its baselines over seeds)"
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["-h"], ["--help"]):
+        print(OTHER_COMMANDS)
     try:
         if args[:1] == ["data"]:
             data_command(args[1:])
@@ -243,5 +296,6 @@ def main(argv: list[str] | None = None) -> None:
         else:
             cli(argv)  # None: LightningCLI reads sys.argv itself
     except SmacError as err:
-        print(f"smac_lightning: error: {err}", file=sys.stderr)
+        hint = f"\n{OTHER_COMMANDS}" if "invalid choice" in str(err) else ""
+        print(f"smac_lightning: error: {err}{hint}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -128,10 +128,25 @@ def test_a_checkpoint_loads_without_a_trainer(smoke_run):
     assert not torch.equal(torch.get_rng_state(), saved["rng"]["torch"])  # only a resumed fit takes the saved stream
 
 
-def test_unknown_config_key_is_named(tmp_path):
-    out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--model.awac_betta", "3")
-    assert out.returncode != 0
-    assert "awac_betta" in out.stderr
+@pytest.mark.parametrize("typo, fix", [
+    ("--model.awac_betta", "--model.awac_beta"), ("--data.rl_sise", "--data.rl_size"), ("--trainer.max_epohcs", "--trainer.max_epochs"),
+])
+def test_a_config_typo_gets_one_line_with_the_nearest_option(tmp_path, typo, fix):
+    out = run_cli(tmp_path, "fit", *SMOKE_ARGS, typo, "3")
+    assert out.returncode == 2
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("smac_lightning: error:")]
+    assert f"{typo} is not an option; did you mean {fix}?" in line
+    assert "usage:" not in out.stderr and len(out.stderr.splitlines()) <= 3
+
+
+def test_a_missing_config_file_and_an_unknown_command_get_one_line(tmp_path):
+    out = run_cli(tmp_path, "fit", "--config", "nowhere.yaml")
+    assert out.returncode == 2 and "usage:" not in out.stderr
+    assert 'smac_lightning: error: Parser key "config": File does not exist:' in out.stderr and "nowhere.yaml'" in out.stderr
+    out = run_cli(tmp_path, "fitt")
+    assert out.returncode == 2 and "invalid choice: 'fitt'" in out.stderr and "data {make,info}" in out.stderr
+    top = run_cli(tmp_path, "--help")
+    assert top.returncode == 0 and "data {make,info}" in top.stdout and "{fit,validate,test,predict}" in top.stdout
 
 
 def test_misaligned_budget_is_refused_with_the_fix(tmp_path):
@@ -150,6 +165,22 @@ def test_data_make_builds_the_dataset_and_refuses_a_foreign_one(tmp_path):
     assert "made for task family" in sparse.stderr and "Traceback" not in sparse.stderr.split("DatasetError")[0][-200:]
     rebuilt = run_cli(tmp_path, "data", "make", *SMOKE_ARGS, "--data.family.init_args.sparse", "true", "--overwrite")
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert "args parameter" not in rebuilt.stderr  # no LightningCLI warning about its own arguments
+    online = run_cli(tmp_path, "data", "make", "--config", str(ROOT / "conf/pearl/point_robot.yaml"))
+    assert online.returncode == 2 and "an online learner makes no dataset" in online.stderr
+
+
+def test_data_info_has_help_and_shows_the_stored_success_rate(tmp_path, dataset_dir):
+    import json
+    import shutil
+
+    assert "usage: python -m smac_lightning data make" in run_cli(tmp_path, "data", "info", "--help").stdout
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "success_rate": {"train": 0.46}}))
+    out = run_cli(tmp_path, "data", "info", str(copy))
+    assert out.returncode == 0 and "achieving the rewarded behaviour: {'train': 0.46}" in out.stdout
 
 
 @pytest.mark.parametrize(

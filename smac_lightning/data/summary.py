@@ -33,6 +33,8 @@ def summarize(dataset: OfflineDataset) -> str:
         f"behaviour policy: {manifest.get('behaviour_policy')}",
         f"sizes per task: {manifest['sizes']}",
     ]
+    if "success_rate" in manifest:
+        lines.append(f"scripted trajectories achieving the rewarded behaviour: {manifest['success_rate']}")
     for name, buffer in zip(BUFFERS, (dataset.train_rl, dataset.train_encoder, dataset.test_encoder)):
         returns = complete_episode_returns(buffer)
         if len(returns):
