@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import smoke_cli  # noqa: E402
 
 out = Path(sys.argv[1])
-made = smoke_cli(out, "--trainer.strategy", "ddp_find_unused_parameters_true", "--trainer.devices", "2",
+made = smoke_cli(out, "--trainer.strategy", "ddp", "--trainer.devices", "2",
                  "--trainer.accelerator", "cpu", *sys.argv[2:])
 made.trainer.fit(made.model, made.datamodule)
 module, dm = made.model, made.datamodule

@@ -9,6 +9,7 @@ from typing import Literal
 
 import torch
 from tensordict import TensorDict
+from torch.nn.parallel import DistributedDataParallel
 
 from smac_lightning.algos.base import MetaLearner, config_of
 from smac_lightning.errors import ConfigError
@@ -119,6 +120,8 @@ class SMAC(MetaLearner):
             return
         dm = self.trainer.datamodule
         dm.online_from_batch = self.hparams.offline_updates  # the self-supervised phase's RL batch size
+        if self.hparams.true_task_as_z:
+            freeze(self.encoder, self.decoder)  # never trained: kept out of DDP's gradient reduction
         if self.hparams.true_task_as_z and dm.task_dim != self.hparams.latent_dim:
             raise ConfigError(
                 f"model.true_task_as_z puts the {dm.task_dim}-d task description in z's place: "
@@ -209,7 +212,7 @@ class SMAC(MetaLearner):
 
     def on_train_start(self) -> None:
         if self.phase == Phase.SELF_SUPERVISED:  # resumed in the phase
-            freeze(self.encoder, self.decoder)
+            self._freeze_encoder_and_decoder()
 
     def on_train_batch_start(self, batch, batch_idx: int):
         """The switch at ``offline_updates``; iteration ``i``'s collection when the phase has done
@@ -224,10 +227,19 @@ class SMAC(MetaLearner):
 
     def switch_to_self_supervised(self, dm) -> None:
         """Encoder and decoder frozen; held-out tasks get replay rows if the phase collects on them."""
-        freeze(self.encoder, self.decoder)
+        self._freeze_encoder_and_decoder()
         self.phase = Phase.SELF_SUPERVISED
         if self.self_supervised.tasks == "test":
             dm.add_held_out_tasks()
+
+    def _freeze_encoder_and_decoder(self) -> None:
+        freeze(self.encoder, self.decoder)
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if isinstance(getattr(strategy, "model", None), DistributedDataParallel):
+            # DDP reduces the gradients of the parameters that required one when it was built: rebuilt
+            # without the frozen ones, plain ``ddp`` needs no search for unused parameters
+            strategy.model = strategy._setup_model(strategy.model.module)
+            strategy._register_ddp_hooks()
 
     def collect(self) -> None:
         """One self-supervised iteration's data (``rollout.self_supervised_iteration``), drawn from
