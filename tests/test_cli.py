@@ -99,6 +99,8 @@ def test_a_run_ends_on_a_screen_that_says_where_it_went_and_what_it_scored(smoke
     switch, end = (m.value for m in client.get_metric_history(run.info.run_id, "eval/test/final_return"))
     assert f"held-out, at the switch  final_return {switch:.2f}" in screen
     assert f"held-out, at the end     final_return {end:.2f}" in screen
+    for noise in ("litlogger", "LeafSpec", "pybullet build time"):
+        assert noise not in proc.stderr, noise
 
 
 def test_importing_the_package_registers_every_env_without_loading_pybullet(tmp_path):
@@ -189,6 +191,7 @@ def test_data_info_has_help_and_shows_the_stored_success_rate(tmp_path, dataset_
 def test_smoke_overlay_runs_with_other_task_configs(tmp_path, config):
     out = run_cli(tmp_path, "fit", "--config", str(ROOT / "conf" / config), "--config", str(ROOT / "conf/smoke.yaml"))
     assert out.returncode == 0, out.stderr[-3000:]
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()  # MuJoCo's warnings go to Python's, not to a file here
     (run,) = _runs(tmp_path)
     assert "eval/test/final_return" in run.data.metrics and run.data.metrics["progress/phase"] == 1.0
     if config == "sawyer.yaml":  # sparse rewards: success rates, and the generated scenes' pictures with the run

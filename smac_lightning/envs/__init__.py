@@ -2,7 +2,10 @@
 is imported. Sawyer's names load on first use: importing PyBullet prints its build time.
 """
 
+import warnings
+
 import gymnasium as gym
+import mujoco
 
 from smac_lightning.envs.ant_dir import AntDirEnv, AntDirFamily
 from smac_lightning.envs.base import TaskFamily
@@ -22,6 +25,17 @@ for _name, _entry in {
 }.items():
     if f"smac_lightning/{_name}" not in gym.registry:
         gym.register(f"smac_lightning/{_name}", entry_point=_entry)
+
+
+
+def _mujoco_warning(message: str) -> None:
+    warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
+# MuJoCo's own handler appends every warning to MUJOCO_LOG.TXT in the working folder (gymnasium's
+# half_cheetah.xml alone gives one per env built); Python's warnings show each message once instead.
+if mujoco.get_mju_user_warning() is None:
+    mujoco.set_mju_user_warning(_mujoco_warning)
 
 
 def __getattr__(name: str):
