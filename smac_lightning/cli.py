@@ -30,7 +30,7 @@ from pathlib import Path
 from argparse import ArgumentError
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import MLFlowLogger
 from jsonargparse import lazy_instance
@@ -38,7 +38,7 @@ from jsonargparse import lazy_instance
 
 from smac_lightning.algos import PEARL, SMAC
 from smac_lightning.algos.base import MetaLearner
-from smac_lightning.callbacks import LogConfigToMLflow
+from smac_lightning.callbacks import EvaluationLines, LogConfigToMLflow, UpdatesBar
 from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMetaDataModule
 from smac_lightning.data.dataset import load_dataset
 from smac_lightning.data.summary import summarize
@@ -95,7 +95,20 @@ class SMACCLI(LightningCLI):
                 f"but the config gives {data.__name__}"
             )
 
+    def _show_progress(self) -> None:
+        """In a terminal, Lightning's bar counts updates against the budget and shows the phase and the
+        last held-out return; otherwise (a log file, or the bar turned off) one line per evaluation."""
+        trainer = self.trainer
+        bar = trainer.progress_bar_callback
+        if isinstance(bar, TQDMProgressBar) and type(bar) is TQDMProgressBar and sys.stderr.isatty():
+            trainer.callbacks[trainer.callbacks.index(bar)] = UpdatesBar(bar.refresh_rate)
+        elif not any(isinstance(c, EvaluationLines) for c in trainer.callbacks):
+            if bar is not None and not sys.stderr.isatty():
+                trainer.callbacks.remove(bar)
+            trainer.callbacks.append(EvaluationLines())
+
     def before_fit(self) -> None:
+        self._show_progress()
         self._check_tracking()
         if self.config_init["fit"].get("ckpt_path") == "last":
             self._resume_last()

@@ -101,6 +101,16 @@ def test_a_run_ends_on_a_screen_that_says_where_it_went_and_what_it_scored(smoke
     assert f"held-out, at the end     final_return {end:.2f}" in screen
     for noise in ("litlogger", "LeafSpec", "pybullet build time"):
         assert noise not in proc.stderr, noise
+    assert f"update 40/80 (offline): held-out return {switch:.2f}" in proc.stdout  # one line per evaluation
+    assert f"update 80/80 (self-supervised): held-out return {end:.2f}" in proc.stdout
+
+
+def test_output_to_a_file_gets_evaluation_lines_not_bars(tmp_path):
+    out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--trainer.enable_progress_bar", "true")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "it/s" not in out.stderr and "episode/s" not in out.stderr  # no bars (text mode turns their \r into lines)
+    assert "generating the point_robot dataset at data/point_robot-rl200-enc100-seed0: 20 episodes" in out.stdout
+    assert "update 80/80 (self-supervised): held-out return" in out.stdout
 
 
 def test_importing_the_package_registers_every_env_without_loading_pybullet(tmp_path):

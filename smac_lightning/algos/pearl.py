@@ -148,7 +148,8 @@ class PEARL(MetaLearner):
                 f"{export.iteration}. Delete it or point model.export.path elsewhere."
             )
         if self.trainer.is_global_zero and self.trainer.progress_bar_callback is None:
-            self._bar = tqdm(total=self.hparams.iterations, initial=self.iterations_collected, desc="PEARL iterations", unit="it")
+            self._bar = tqdm(total=self.hparams.iterations, initial=self.iterations_collected, desc="PEARL iterations", unit="it",
+                             disable=None)  # no bar in a log file: the evaluation lines say how far it is
         self._collect_due()  # before the first meta-batch is drawn
 
     def on_train_batch_start(self, batch, batch_idx: int):

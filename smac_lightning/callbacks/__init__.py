@@ -1,5 +1,6 @@
-"""Callbacks: the MLflow config logger."""
+"""Callbacks the CLI adds: the MLflow config logger and progress a user can read."""
 
 from smac_lightning.callbacks.mlflow_config import LogConfigToMLflow
+from smac_lightning.callbacks.progress import EvaluationLines, UpdatesBar
 
-__all__ = ["LogConfigToMLflow"]
+__all__ = ["EvaluationLines", "LogConfigToMLflow", "UpdatesBar"]

@@ -47,7 +47,10 @@ def generate_dataset(
     plan = [("train/rl", train, rl_size)] + [("train/encoder", train, encoder_size)] * (not family.one_buffer)
     plan.append(("test/encoder", test, encoder_size))
     episodes = sum(-(-size // family.data_horizon) for _, _, size in plan)
-    bar = tqdm(total=episodes, desc=f"generating {family.name} dataset", unit="episode", disable=not progress)
+    # no bar in a log file (it would fill it with carriage returns): a line before and after instead
+    bar = tqdm(total=episodes, desc=f"generating {family.name} dataset", unit="episode", disable=None if progress else True)
+    if progress and bar.disable:
+        print(f"generating the {family.name} dataset at {path}: {episodes} episodes", flush=True)
     started = time.perf_counter()
     buffers = {name: collect_valid_rows(family, tasks, size, policy, rng, bar) for name, tasks, size in plan}
     bar.close()
