@@ -23,6 +23,7 @@ import logging
 import re
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -33,6 +34,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from jsonargparse import lazy_instance
 
 
@@ -43,6 +45,7 @@ from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMet
 from smac_lightning.data.dataset import load_dataset
 from smac_lightning.data.summary import summarize
 from smac_lightning.errors import ConfigError, SmacError
+from smac_lightning.plots import KLS, RETURNS, SUCCESS, run_curves
 from smac_lightning.report import end_of_run
 from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
 
@@ -123,7 +126,28 @@ class SMACCLI(LightningCLI):
         self._name_run("test")
 
     def after_fit(self) -> None:
+        self._log_curves()
         self._report("fit")
+
+    def _log_curves(self) -> None:
+        """``curves.png`` in the MLflow run: its whole history (a resumed run's too), against updates."""
+        loggers = [lg for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger)]
+        if not self.trainer.is_global_zero or not loggers:
+            return
+        logger = loggers[0]
+        try:
+            client, run_id = logger.experiment, logger.run_id
+            updates = {m.step: m.value for m in client.get_metric_history(run_id, "progress/updates")}
+            curves = {
+                name: [(updates[m.step], m.value) for m in client.get_metric_history(run_id, name) if m.step in updates]
+                for name in {**RETURNS, **SUCCESS, **KLS}
+            }
+            switch = self.model.hparams.get("offline_updates")
+            with tempfile.TemporaryDirectory() as folder:
+                path = run_curves(curves, switch, Path(folder) / "curves.png", f"{logger._run_name} ({self.datamodule.family.name})")
+                client.log_artifact(run_id, str(path))
+        except Exception as err:  # a picture is never worth a failed run
+            rank_zero_warn(f"could not log curves.png to MLflow ({type(err).__name__}: {err})")
 
     def after_validate(self) -> None:
         self._report("validate")

@@ -11,7 +11,7 @@ LAYERS = [
     {"rollout"},
     {"data"},
     {"algos"},
-    {"callbacks", "compare", "report"},
+    {"callbacks", "compare", "report", "plots"},
     {"cli"},
     {"__main__", "__init__"},
 ]
