@@ -41,6 +41,7 @@ from jsonargparse import lazy_instance
 from smac_lightning.algos import PEARL, SMAC
 from smac_lightning.algos.base import MetaLearner
 from smac_lightning.callbacks import EvaluationLines, LogConfigToMLflow, UpdatesBar
+from smac_lightning.checkpoints import AtomicCheckpointIO
 from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMetaDataModule
 from smac_lightning.data.dataset import load_dataset
 from smac_lightning.data.summary import summarize
@@ -79,6 +80,7 @@ class SMACCLI(LightningCLI):
                 # refreshes last.ckpt only when the monitored value improves, and a resume would go back.
                 "checkpoint.save_on_train_epoch_end": False,
                 "checkpoint.save_last": True,
+                "trainer.plugins": [lazy_instance(AtomicCheckpointIO)],  # no half-written checkpoint, ever
             }
         )
 

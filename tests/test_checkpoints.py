@@ -1,0 +1,45 @@
+"""Checkpoints are whole or absent, even when the writer is killed; a broken one gets one line."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from smac_lightning.checkpoints import AtomicCheckpointIO
+from smac_lightning.errors import ConfigError
+
+WRITER = """
+import sys, torch
+from smac_lightning.checkpoints import AtomicCheckpointIO
+io, i = AtomicCheckpointIO(), 0
+while True:
+    io.save_checkpoint({"i": i, "weights": torch.full((4_000_000,), float(i))}, sys.argv[1])
+    i += 1
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_a_whole_checkpoint(tmp_path):
+    path = tmp_path / "last.ckpt"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # several 16 MB writes later, most likely inside one
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    saved = torch.load(path, weights_only=False)
+    assert (saved["weights"] == saved["i"]).all()  # a whole checkpoint, not the start of one
+
+
+def test_a_truncated_checkpoint_is_named_with_the_newest_intact_one(tmp_path):
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"i": 0}, tmp_path / "epoch=0-step=10.ckpt")
+    time.sleep(0.01)
+    io.save_checkpoint({"i": 1}, tmp_path / "last.ckpt")
+    data = (tmp_path / "last.ckpt").read_bytes()
+    (tmp_path / "last.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match=r"last.ckpt is not a readable checkpoint .*newest intact one there is .*epoch=0-step=10.ckpt"):
+        io.load_checkpoint(tmp_path / "last.ckpt")
