@@ -9,6 +9,7 @@ from tensordict import TensorDict
 
 from smac_lightning.algos import SMAC
 from smac_lightning.data import DatasetError, OfflineMetaDataModule
+from smac_lightning.data.dataset import write_manifest
 from smac_lightning.errors import ConfigError, TrainingDiverged
 
 from helpers import smoke_cli
@@ -24,8 +25,7 @@ def test_observation_size_mismatch_between_dataset_and_env(dataset_dir, family, 
         td.set(("next", "observation"), torch.cat([td["next", "observation"], torch.zeros(*td.batch_size, 1)], -1))
         td.memmap(path / name)
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["obs_dim"] = 3
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(path, {**manifest, "obs_dim": 3})  # consistent on disk, wrong for the env
     with pytest.raises(DatasetError, match="the dataset has obs_dim=3 but the point_robot env gives 2") as err:
         OfflineMetaDataModule(family, str(path), rl_size=50, encoder_size=30).setup("fit")
     assert "--overwrite" in str(err.value)

@@ -3,9 +3,12 @@ import shutil
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tensordict import TensorDict
 
 from smac_lightning.data import DatasetError, generate_dataset, load_dataset
+from smac_lightning.data.dataset import write_manifest
 from smac_lightning.envs import PointRobotFamily
 
 
@@ -38,10 +41,12 @@ def _copy(dataset_dir, tmp_path):
 
 
 def _rewrite(path, buffer, edit):
-    """Replace one buffer of the dataset at ``path`` by ``edit(buffer)``."""
+    """Replace one buffer of the dataset at ``path`` by ``edit(buffer)``, checksums renewed: a dataset
+    written consistently but wrong, for the checks of content (the checksums catch any other change)."""
     td = TensorDict.load_memmap(path / buffer).clone()
     shutil.rmtree(path / buffer)
     edit(td).memmap(path / buffer)
+    write_manifest(path, json.loads((path / "manifest.json").read_text()))
 
 
 def test_wrong_path_is_named(tmp_path):
@@ -97,6 +102,7 @@ def test_nan_rewards(dataset_dir, tmp_path):
     td = TensorDict.load_memmap(path / "train/rl")
     td["reward"][2, 5] = float("nan")  # written through the memory map
     del td
+    write_manifest(path, json.loads((path / "manifest.json").read_text()))  # written so, not corrupted
     with pytest.raises(DatasetError, match=r"field 'reward' has NaN or infinite values \(tasks \[2\]\)"):
         load_dataset(path)
 
@@ -118,3 +124,41 @@ def test_complete_episode_returns_by_hand():
     terminated[1, 0] = True  # task 1: an episode of one step, then [1, 1, 1, 1] never ends
     buffer = TensorDict({"reward": reward, "terminated": terminated, "truncated": truncated}, batch_size=[2, 5])
     assert complete_episode_returns(buffer).tolist() == [3.0, 7.0, 1.0]
+
+
+def _files(path):
+    return sorted(f.relative_to(path) for f in path.rglob("*") if f.is_file())
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "ds"
+    generate_dataset(PointRobotFamily(num_train_tasks=3, num_test_tasks=2, horizon=5), path, 10, 5, seed=1, progress=False)
+    return path, load_dataset(path)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_changed_byte_gives_a_dataset_error_naming_the_file(tiny_dataset, tmp_path_factory, data):
+    """Flip, overwrite or cut any byte of the manifest or a buffer file: the load either fails with a
+    DatasetError that names the changed file, or (whitespace of the manifest) reads the same data."""
+    source, original = tiny_dataset
+    path = tmp_path_factory.mktemp("fuzz") / "ds"
+    shutil.copytree(source, path)
+    relative = data.draw(st.sampled_from(_files(path)))
+    file = path / relative
+    raw = bytearray(file.read_bytes())
+    if data.draw(st.booleans()):
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    else:
+        where = data.draw(st.integers(0, len(raw) - 1))
+        raw[where] = data.draw(st.integers(0, 255).filter(lambda b: b != raw[where]))
+    file.write_bytes(bytes(raw))
+    try:
+        loaded = load_dataset(path)
+    except DatasetError as err:
+        assert str(file) in str(err) or str(file.parent) in str(err), (relative, str(err))
+        return
+    assert loaded.manifest == original.manifest, relative
+    for name in ("train_rl", "train_encoder", "test_encoder"):
+        assert (getattr(loaded, name) == getattr(original, name)).all(), relative

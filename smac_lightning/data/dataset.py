@@ -2,7 +2,8 @@
 
 Layout of a dataset directory::
 
-    manifest.json          family config, tasks, split, behaviour policy, seed, sizes, version
+    manifest.json          family config, tasks, split, behaviour policy, seed, sizes, version,
+                           a CRC-32 of every buffer file and of the manifest's own content
     train/rl/              RL buffers of the training tasks,        batch [num_train, rl_size]
     train/encoder/         encoder (context) buffers, same tasks,   batch [num_train, encoder_size]
     test/encoder/          context buffers of the held-out tasks,   batch [num_test, encoder_size]
@@ -10,12 +11,13 @@ Layout of a dataset directory::
 
 Each buffer holds ``observation, action, reward, next/observation, terminated,
 truncated, task``. Every problem found on load raises ``DatasetError`` naming the
-file and what is wrong.
+file and what is wrong; the checksums make that true of any changed byte.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from tensordict import TensorDict
 
 from smac_lightning.errors import DatasetError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums
 MANIFEST = "manifest.json"
 BUFFERS = ("train/rl", "train/encoder", "test/encoder")
 FIELDS = ("observation", "action", "reward", ("next", "observation"), "terminated", "truncated", "task")
@@ -51,8 +53,28 @@ def save_dataset(path: Path, manifest: dict, buffers: dict[str, TensorDict]) -> 
     path.mkdir(parents=True, exist_ok=True)
     for name in BUFFERS:
         buffers[name].memmap(path / name)
-    manifest = {**manifest, "format_version": FORMAT_VERSION}
+    write_manifest(path, manifest)
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    """``manifest`` for the buffers now in ``path``, with their checksums and its own."""
+    checksums = {str(f.relative_to(path)): _crc(f.read_bytes()) for name in BUFFERS for f in _files(path / name)}
+    manifest = {**manifest, "format_version": FORMAT_VERSION, "checksums": checksums}
+    manifest["manifest_checksum"] = _crc(_canonical(manifest))
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.rglob("*") if f.is_file())
+
+
+def _crc(data: bytes) -> str:
+    return f"{zlib.crc32(data):08x}"
+
+
+def _canonical(manifest: dict) -> bytes:
+    """The manifest's content without its own checksum, independent of formatting."""
+    return json.dumps({k: v for k, v in manifest.items() if k != "manifest_checksum"}, sort_keys=True).encode()
 
 
 def load_dataset(path: str | Path, family_config: dict | None = None) -> OfflineDataset:
@@ -76,25 +98,43 @@ def _read_manifest(path: Path) -> dict:
     if not file.is_file():
         raise DatasetError(f"{file}: manifest missing; {path} is not a smac_lightning dataset")
     try:
-        manifest = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
+        manifest = json.loads(file.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DatasetError(f"{file}: not valid JSON ({err})") from None
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{file}: not a manifest (a JSON object was expected)")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise DatasetError(
             f"{file}: dataset format version {version!r}, this smac_lightning reads version "
             f"{FORMAT_VERSION}; regenerate it with `python -m smac_lightning data make`"
         )
-    missing = {"family", "tasks", "sizes", "obs_dim", "act_dim"} - manifest.keys()
+    if manifest.get("manifest_checksum") != _crc(_canonical(manifest)):
+        raise DatasetError(f"{file}: its content does not match its checksum: the file is corrupted; regenerate the dataset")
+    missing = {"family", "tasks", "sizes", "obs_dim", "act_dim", "checksums"} - manifest.keys()
     if missing:
         raise DatasetError(f"{file}: manifest lacks {sorted(missing)}")
     return manifest
+
+
+def _check_files(path: Path, name: str, manifest: dict) -> None:
+    """Every file of buffer ``name`` present, unchanged since it was written, and no other."""
+    expected = {k: v for k, v in manifest["checksums"].items() if k.startswith(name + "/")}
+    found = {str(f.relative_to(path)) for f in _files(path / name)}
+    for missing in sorted(set(expected) - found):
+        raise DatasetError(f"{path / missing}: missing from the dataset")
+    for extra in sorted(found - set(expected)):
+        raise DatasetError(f"{path / extra}: not part of the dataset as written")
+    for relative, crc in expected.items():
+        if _crc((path / relative).read_bytes()) != crc:
+            raise DatasetError(f"{path / relative}: its bytes do not match the manifest's checksum: the file is corrupted")
 
 
 def _read_buffer(path: Path, name: str, manifest: dict) -> TensorDict:
     where = path / name
     if not (where / "meta.json").is_file():
         raise DatasetError(f"{where}: buffer missing (expected a memory-mapped TensorDict)")
+    _check_files(path, name, manifest)
     try:
         td = TensorDict.load_memmap(where)
     except Exception as err:  # a truncated or foreign file: report where, not torch's internals
