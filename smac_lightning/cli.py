@@ -34,9 +34,10 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import MLFlowLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+import numpy as np
 from jsonargparse import lazy_instance
-
+from lightning.pytorch.utilities import rank_zero_warn
 
 from smac_lightning.algos import PEARL, SMAC
 from smac_lightning.algos.base import MetaLearner
@@ -46,7 +47,7 @@ from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMet
 from smac_lightning.data.dataset import load_dataset
 from smac_lightning.data.summary import summarize
 from smac_lightning.errors import ConfigError, SmacError
-from smac_lightning.plots import KLS, RETURNS, SUCCESS, run_curves
+from smac_lightning.plots import KLS, RETURNS, SUCCESS, run_curves, trajectories
 from smac_lightning.report import end_of_run
 from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
 
@@ -80,7 +81,6 @@ class SMACCLI(LightningCLI):
                 # refreshes last.ckpt only when the monitored value improves, and a resume would go back.
                 "checkpoint.save_on_train_epoch_end": False,
                 "checkpoint.save_last": True,
-                "trainer.plugins": [lazy_instance(AtomicCheckpointIO)],  # no half-written checkpoint, ever
             }
         )
 
@@ -112,18 +112,27 @@ class SMACCLI(LightningCLI):
                 trainer.callbacks.remove(bar)
             trainer.callbacks.append(EvaluationLines())
 
+    def _atomic_checkpoints(self) -> None:
+        """No half-written checkpoint, ever (unless the user chose a checkpoint IO of their own)."""
+        strategy = self.trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:
+            strategy.checkpoint_io = AtomicCheckpointIO()
+
     def before_fit(self) -> None:
         self._show_progress()
+        self._atomic_checkpoints()
         self._check_tracking()
         if self.config_init["fit"].get("ckpt_path") == "last":
             self._resume_last()
         self._name_run("fit")
 
     def before_validate(self) -> None:
+        self._atomic_checkpoints()
         self._check_tracking()
         self._name_run("validate")
 
     def before_test(self) -> None:
+        self._atomic_checkpoints()
         self._check_tracking()
         self._name_run("test")
 
@@ -146,8 +155,12 @@ class SMACCLI(LightningCLI):
             }
             switch = self.model.hparams.get("offline_updates")
             with tempfile.TemporaryDirectory() as folder:
-                path = run_curves(curves, switch, Path(folder) / "curves.png", f"{logger._run_name} ({self.datamodule.family.name})")
-                client.log_artifact(run_id, str(path))
+                title = f"{logger._run_name} ({self.datamodule.family.name})"
+                client.log_artifact(run_id, str(run_curves(curves, switch, Path(folder) / "curves.png", title)))
+                episodes = getattr(self.model, "test_episodes", None)
+                if episodes and self.datamodule.family.positions(np.zeros(self.datamodule.obs_dim)) is not None:
+                    path = trajectories(episodes, self.datamodule.family.positions, Path(folder) / "trajectories.png", title)
+                    client.log_artifact(run_id, str(path))
         except Exception as err:  # a picture is never worth a failed run
             rank_zero_warn(f"could not log curves.png to MLflow ({type(err).__name__}: {err})")
 

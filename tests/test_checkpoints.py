@@ -43,3 +43,18 @@ def test_a_truncated_checkpoint_is_named_with_the_newest_intact_one(tmp_path):
     (tmp_path / "last.ckpt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match=r"last.ckpt is not a readable checkpoint .*newest intact one there is .*epoch=0-step=10.ckpt"):
         io.load_checkpoint(tmp_path / "last.ckpt")
+
+
+def test_resuming_from_a_truncated_last_checkpoint_names_the_newest_intact_one(smoke_run, tmp_path):
+    import shutil
+
+    from conftest import SMOKE_ARGS, run_cli
+
+    cwd, _, _ = smoke_run
+    shutil.copytree(cwd, tmp_path / "run")
+    (last,) = (tmp_path / "run").glob("runs/*/*/checkpoints/last.ckpt")
+    last.write_bytes(last.read_bytes()[:1000])
+    out = run_cli(tmp_path / "run", "fit", *SMOKE_ARGS, "--ckpt_path", "last")
+    assert out.returncode == 2
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("smac_lightning: error:")]
+    assert "last.ckpt is not a readable checkpoint" in line and "the newest intact one there is runs/" in line

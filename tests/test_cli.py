@@ -103,7 +103,8 @@ def test_a_run_ends_on_a_screen_that_says_where_it_went_and_what_it_scored(smoke
         assert noise not in proc.stderr, noise
     assert f"update 40/80 (offline): held-out return {switch:.2f}" in proc.stdout  # one line per evaluation
     assert f"update 80/80 (self-supervised): held-out return {end:.2f}" in proc.stdout
-    assert "curves.png" in [artifact.path for artifact in client.list_artifacts(run.info.run_id)]
+    artifacts = [artifact.path for artifact in client.list_artifacts(run.info.run_id)]
+    assert "curves.png" in artifacts and "trajectories.png" in artifacts  # Point Robot: the Fig. 6-7 view
 
 
 def test_output_to_a_file_gets_evaluation_lines_not_bars(tmp_path):

@@ -22,6 +22,7 @@ class MetaEvaluation:
     """
 
     _tester: MetaTester | None = None
+    test_episodes: dict | None = None  # the last evaluation's held-out adapted trajectories (this rank's tasks)
 
     def meta_test(self) -> dict[str, float]:
         """The meta-test on held-out (and some training) tasks, split across DDP ranks.
@@ -53,6 +54,8 @@ class MetaEvaluation:
                     self.encoder, self.policy, tasks[shard].numpy(), None if context is None else context[shard], seed, decoder,
                     offline_context_paper=None if paper is None else paper[shard], true_task_as_z=true_task,
                 )
+                if split == "test":
+                    self.test_episodes = self._tester.episodes
             episodes = count * self.evaluation.runs_per_task * (self.evaluation.num_exploration + 2)
             env_steps += episodes * dm.family.horizon  # at most: episodes may end early
             for key in self._tester.metric_names(offline is not None, decoder is not None):

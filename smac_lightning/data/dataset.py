@@ -107,7 +107,7 @@ def _read_manifest(path: Path) -> dict:
     if version != FORMAT_VERSION:
         raise DatasetError(
             f"{file}: dataset format version {version!r}, this smac_lightning reads version "
-            f"{FORMAT_VERSION}; regenerate it with `python -m smac_lightning data make`"
+            f"{FORMAT_VERSION}; regenerate it with `python -m smac_lightning data make --config ... --overwrite`"
         )
     if manifest.get("manifest_checksum") != _crc(_canonical(manifest)):
         raise DatasetError(f"{file}: its content does not match its checksum: the file is corrupted; regenerate the dataset")

@@ -59,6 +59,11 @@ class TaskFamily(ABC):
         """The env the scripted offline data is collected in (``data_horizon`` steps per episode)."""
         return self.make_env(task)
 
+    def positions(self, observation: np.ndarray) -> np.ndarray | None:
+        """The agent's x-y position in ``observation`` (``[..., 2]``) where the family has one in view, for
+        trajectory pictures; None elsewhere."""
+        return None
+
     def describe_data(self, buffers: dict) -> dict:
         """Family-specific facts about freshly generated buffers, stored in the manifest."""
         return {}

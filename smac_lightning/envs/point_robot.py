@@ -131,6 +131,9 @@ class PointRobotFamily(TaskFamily):
     def make_env(self, task: np.ndarray, reward_free: bool = False) -> PointRobotEnv:
         return PointRobotEnv(task, self.horizon, self.sparse, self.goal_radius, reward_free)
 
+    def positions(self, observation: np.ndarray) -> np.ndarray:
+        return observation[..., :2]
+
     def behaviour_policy(self, rng: np.random.Generator) -> GoalSeeker:
         return GoalSeeker(rng)
 

@@ -63,6 +63,7 @@ class MetaTester:
         self.family = family
         self.protocol = protocol
         self._lanes: dict[bytes, LockstepEnvs] = {}
+        self.episodes: dict = {}  # the last run's adapted trajectories, for pictures
 
     def metric_names(self, offline_context: bool = True, decoder: bool = True) -> list[str]:
         """What ``run`` returns, given an offline context or not and a decoder or not."""
@@ -126,6 +127,7 @@ class MetaTester:
         history = torch.cat(history, dim=1)
         mean, var = posterior(history)
         adapted = self._episode(tasks, policy, mean, var, seed + 1000 * self.protocol.num_exploration)
+        self.episodes = {"tasks": np.repeat(tasks, runs, axis=0), "runs": runs, "online": adapted.cpu()}
         returns.append(episode_returns(adapted))
         metrics = {f"return_by_trajectory_{k}": r.mean().item() for k, r in enumerate(returns)}
         metrics["final_return"] = returns[-1].mean().item()
@@ -139,6 +141,7 @@ class MetaTester:
             context = offline_context.to(device).repeat_interleave(runs, dim=0)
             mean, var = posterior(context)
             offline = self._episode(tasks, policy, mean, var, seed + 7919)
+            self.episodes["offline"] = offline.cpu()
             metrics["final_return_offline_context"] = episode_returns(offline).mean().item()
             metrics["kl_offline_matched"] = kl_to_standard_normal(mean, var).mean().item()
             paper = offline_context if offline_context_paper is None else offline_context_paper
