@@ -247,3 +247,19 @@ def test_ckpt_path_last_without_a_checkpoint_is_explained(tmp_path):
     out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--ckpt_path", "last")
     assert out.returncode == 2
     assert "--ckpt_path last: no last.ckpt under runs" in out.stderr
+
+
+def test_the_terminal_bar_counts_updates_against_the_budget_with_phase_and_held_out_return(tmp_path):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from helpers import smoke_cli
+    from smac_lightning.callbacks import UpdatesBar
+
+    made = smoke_cli(tmp_path, "--trainer.enable_progress_bar", "true")
+    trainer = made.trainer
+    default = next(c for c in trainer.callbacks if type(c) is TQDMProgressBar)
+    bar = trainer.callbacks[trainer.callbacks.index(default)] = UpdatesBar()
+    trainer.fit(made.model, made.datamodule)
+    assert bar.train_progress_bar.total == made.model.total_updates == 80 and bar.train_progress_bar.n == 80
+    last = made.model.evaluations[-1]["eval/test/final_return"]
+    assert bar.get_metrics(trainer, made.model) == {"held-out return": f"{last:.2f}", "phase": "self-supervised"}
