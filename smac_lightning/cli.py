@@ -45,6 +45,7 @@ from smac_lightning.callbacks import EvaluationLines, LogConfigToMLflow, Updates
 from smac_lightning.checkpoints import AtomicCheckpointIO
 from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMetaDataModule
 from smac_lightning.data.dataset import load_dataset
+from smac_lightning.data.minari_io import export_minari, import_minari
 from smac_lightning.data.summary import summarize
 from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.plots import KLS, RETURNS, SUCCESS, run_curves, trajectories
@@ -278,16 +279,36 @@ class _DatasetCLI(SMACCLI):
 
 def data_command(args: list[str]) -> None:
     """``data make --config ... [--overwrite]``: build (or rebuild) the config's offline dataset;
-    ``data info DIR``: what a dataset holds."""
+    ``data info DIR``: what a dataset holds; ``data export DIR --format minari`` and ``data import
+    NAMESPACE/NAME DIR``: to Minari and back."""
     usage = (
         "usage: python -m smac_lightning data make --config CONFIG [--config OVERLAY ...] [--overwrite]\n"
-        "       python -m smac_lightning data info DATASET_DIR"
+        "       python -m smac_lightning data info DATASET_DIR\n"
+        "       python -m smac_lightning data export DATASET_DIR --format minari [--namespace NAMESPACE]\n"
+        "       python -m smac_lightning data import NAMESPACE/NAME DATASET_DIR\n"
+        "(Minari datasets live in MINARI_DATASETS_PATH, default ~/.minari/datasets; export writes\n"
+        " NAMESPACE/<folder name>/{train-rl,train-encoder,test-encoder}-v0, namespace smac_lightning)"
     )
     if not args or "-h" in args or "--help" in args:
         print(usage)
         raise SystemExit(0 if args else 2)
     if args[0] == "info" and len(args) == 2:
         print(summarize(load_dataset(args[1])))
+        return
+    if args[0] == "export" and len(args) >= 2:
+        options = dict(zip(args[2::2], args[3::2]))
+        if options.get("--format") != "minari" or set(options) - {"--format", "--namespace"}:
+            raise ConfigError(f"data export takes --format minari [--namespace NAMESPACE], got {args[2:]}\n{usage}")
+        source = Path(args[1])
+        ids = export_minari(load_dataset(source), source.resolve().name, options.get("--namespace", "smac_lightning"))
+        print("exported to Minari: " + ", ".join(ids))
+        return
+    if args[0] == "import" and len(args) == 3:
+        namespace, _, name = args[1].rpartition("/")
+        if not namespace:
+            raise ConfigError(f"data import takes NAMESPACE/NAME (as export printed it, without the buffer part), got {args[1]!r}")
+        imported = import_minari(namespace, name, Path(args[2]))
+        print(f"imported {args[1]} into {args[2]}: {imported.manifest['sizes']} transitions per task")
         return
     if args[0] != "make":
         print(f"unknown data command {args[0]!r}\n{usage}", file=sys.stderr)
