@@ -181,7 +181,8 @@ class SMACCLI(LightningCLI):
     def _name_run(self, stage: str) -> None:
         """A new MLflow run without a name is called ``<family>-<algorithm>-<stage>-<time>`` (MLflow's
         own random names repeat, since the seed also seeds them); ``validate``/``test`` runs name
-        the checkpoint they evaluate in the tag ``smac_lightning.checkpoint``."""
+        the checkpoint they evaluate in the tag ``smac_lightning.checkpoint`` and, when it came from
+        a run of the same store (``runs/<experiment>/<run id>/checkpoints``), hang under that run."""
         self._started = time.perf_counter()
         name = f"{self.datamodule.family.name}-{type(self.model).__name__.lower()}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
         ckpt_path = self.config_init[stage].get("ckpt_path")
@@ -189,7 +190,11 @@ class SMACCLI(LightningCLI):
             if isinstance(logger, MLFlowLogger) and logger._run_id is None:
                 logger._run_name = logger._run_name or name
                 if stage != "fit" and ckpt_path:
-                    logger.tags = {**(logger.tags or {}), "smac_lightning.checkpoint": str(ckpt_path)}
+                    tags = {"smac_lightning.checkpoint": str(ckpt_path)}
+                    parent = _run_of(Path(ckpt_path), logger._tracking_uri)
+                    if parent is not None:
+                        tags["mlflow.parentRunId"] = parent
+                    logger.tags = {**(logger.tags or {}), **tags}
 
     def _resume_last(self) -> None:
         """``--ckpt_path last``: the newest ``last.ckpt`` under the run folder, and the same MLflow run.
@@ -210,6 +215,18 @@ class SMACCLI(LightningCLI):
             if isinstance(logger, MLFlowLogger) and logger._run_id is None:
                 logger._run_id = last.parent.parent.name
         print(f"resuming from {last}", file=sys.stderr)
+
+
+def _run_of(checkpoint: Path, tracking_uri: str) -> str | None:
+    """The MLflow run a checkpoint of ``runs/<experiment>/<run id>/checkpoints`` belongs to, if that store has it."""
+    if checkpoint.parent.name != "checkpoints":
+        return None
+    import mlflow
+
+    try:
+        return mlflow.tracking.MlflowClient(tracking_uri).get_run(checkpoint.parent.parent.name).info.run_id
+    except Exception:  # another store, or not a run id
+        return None
 
 
 def _class(config, key: str) -> type:

@@ -82,6 +82,7 @@ def test_meta_test_of_a_checkpoint(smoke_run, subcommand):
     assert "eval/test/final_return" in tested.data.metrics
     assert tested.info.run_name.startswith(f"point_robot-smac-{subcommand}-")
     assert tested.data.tags["smac_lightning.checkpoint"] == str(ckpt)  # which run's checkpoint it evaluated
+    assert tested.data.tags["mlflow.parentRunId"] == _runs(cwd)[0].info.run_id  # and hangs under that run
     assert f"smac_lightning {subcommand} done" in out.stdout and "held-out " in out.stdout
 
 
