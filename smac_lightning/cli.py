@@ -85,7 +85,6 @@ class SMACCLI(LightningCLI):
             }
         )
 
-
     def _check_tracking(self) -> None:
         for logger in self.trainer.loggers:
             if isinstance(logger, MLFlowLogger):
@@ -106,7 +105,7 @@ class SMACCLI(LightningCLI):
         last held-out return; otherwise (a log file, or the bar turned off) one line per evaluation."""
         trainer = self.trainer
         bar = trainer.progress_bar_callback
-        if isinstance(bar, TQDMProgressBar) and type(bar) is TQDMProgressBar and sys.stderr.isatty():
+        if type(bar) is TQDMProgressBar and sys.stderr.isatty():
             trainer.callbacks[trainer.callbacks.index(bar)] = UpdatesBar(bar.refresh_rate)
         elif not any(isinstance(c, EvaluationLines) for c in trainer.callbacks):
             if bar is not None and not sys.stderr.isatty():
@@ -156,7 +155,7 @@ class SMACCLI(LightningCLI):
             }
             switch = self.model.hparams.get("offline_updates")
             with tempfile.TemporaryDirectory() as folder:
-                title = f"{logger._run_name} ({self.datamodule.family.name})"
+                title = f"{_run_name(logger)} ({self.datamodule.family.name})"
                 client.log_artifact(run_id, str(run_curves(curves, switch, Path(folder) / "curves.png", title)))
                 episodes = getattr(self.model, "test_episodes", None)
                 if episodes and self.datamodule.family.positions(np.zeros(self.datamodule.obs_dim)) is not None:
@@ -174,7 +173,7 @@ class SMACCLI(LightningCLI):
     def _report(self, stage: str) -> None:
         if not self.trainer.is_global_zero:
             return
-        run = next(((lg._run_name, lg._run_id, lg._tracking_uri) for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger)), None)
+        run = next(((_run_name(lg), lg._run_id, lg._tracking_uri) for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger)), None)
         checkpoints = self.trainer.checkpoint_callback.dirpath if stage == "fit" and self.trainer.checkpoint_callback else None
         print(end_of_run(stage, self.model, time.perf_counter() - self._started, run, checkpoints), flush=True)
 
@@ -215,6 +214,14 @@ class SMACCLI(LightningCLI):
             if isinstance(logger, MLFlowLogger) and logger._run_id is None:
                 logger._run_id = last.parent.parent.name
         print(f"resuming from {last}", file=sys.stderr)
+
+
+def _run_name(logger: MLFlowLogger) -> str:
+    """The run's name, also for a resumed run (whose logger was given only its id)."""
+    try:
+        return logger._run_name or logger.experiment.get_run(logger.run_id).info.run_name
+    except Exception:  # the server went away: the id will do
+        return str(logger._run_id)
 
 
 def _run_of(checkpoint: Path, tracking_uri: str) -> str | None:

@@ -237,6 +237,8 @@ def test_ckpt_path_last_continues_the_same_run(tmp_path):
     resumed = run_cli(tmp_path, "fit", *SMOKE_ARGS, *longer, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from runs/" in resumed.stderr
+    first_name = _runs(tmp_path)[0].info.run_name
+    assert f"MLflow run               {first_name} (" in resumed.stdout  # the resumed run's screen names it
     (last,) = tmp_path.glob("runs/*/*/checkpoints/last.ckpt")  # the same folder, not a new run's
     assert torch.load(last, weights_only=False)["smac"]["updates"] == 120
     (run,) = _runs(tmp_path)  # and the same MLflow run
