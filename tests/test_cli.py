@@ -189,11 +189,13 @@ def test_data_info_has_help_and_shows_the_stored_success_rate(tmp_path, dataset_
     import json
     import shutil
 
+    from smac_lightning.data.dataset import write_manifest
+
     assert "usage: python -m smac_lightning data make" in run_cli(tmp_path, "data", "info", "--help").stdout
     copy = tmp_path / "copy"
     shutil.copytree(dataset_dir, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    (copy / "manifest.json").write_text(json.dumps({**manifest, "success_rate": {"train": 0.46}}))
+    write_manifest(copy, {**manifest, "success_rate": {"train": 0.46}})
     out = run_cli(tmp_path, "data", "info", str(copy))
     assert out.returncode == 0 and "achieving the rewarded behaviour: {'train': 0.46}" in out.stdout
 
