@@ -31,7 +31,7 @@ from pathlib import Path
 from argparse import ArgumentError
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -105,8 +105,8 @@ class SMACCLI(LightningCLI):
         last held-out return; otherwise (a log file, or the bar turned off) one line per evaluation."""
         trainer = self.trainer
         bar = trainer.progress_bar_callback
-        if type(bar) is TQDMProgressBar and sys.stderr.isatty():
-            trainer.callbacks[trainer.callbacks.index(bar)] = UpdatesBar(bar.refresh_rate)
+        if type(bar) in (TQDMProgressBar, RichProgressBar) and sys.stderr.isatty():  # Lightning's default, not the user's
+            trainer.callbacks[trainer.callbacks.index(bar)] = UpdatesBar()
         elif not any(isinstance(c, EvaluationLines) for c in trainer.callbacks):
             if bar is not None and not sys.stderr.isatty():
                 trainer.callbacks.remove(bar)

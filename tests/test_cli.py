@@ -255,14 +255,12 @@ def test_ckpt_path_last_without_a_checkpoint_is_explained(tmp_path):
 
 
 def test_the_terminal_bar_counts_updates_against_the_budget_with_phase_and_held_out_return(tmp_path):
-    from lightning.pytorch.callbacks import TQDMProgressBar
-
     from helpers import smoke_cli
     from smac_lightning.callbacks import UpdatesBar
 
     made = smoke_cli(tmp_path, "--trainer.enable_progress_bar", "true")
     trainer = made.trainer
-    default = next(c for c in trainer.callbacks if type(c) is TQDMProgressBar)
+    default = trainer.progress_bar_callback  # TQDM's, or Rich's where rich is installed
     bar = trainer.callbacks[trainer.callbacks.index(default)] = UpdatesBar()
     trainer.fit(made.model, made.datamodule)
     assert bar.train_progress_bar.total == made.model.total_updates == 80 and bar.train_progress_bar.n == 80
