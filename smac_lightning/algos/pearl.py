@@ -21,7 +21,7 @@ from smac_lightning.algos.base import MetaLearner, config_of
 from smac_lightning.data.export import DatasetExport, export_dataset
 from smac_lightning.errors import ConfigError
 from smac_lightning.losses import critic_loss, kl_to_standard_normal, pearl_actor_loss, soft_td_target, temperature_loss
-from smac_lightning.nn import ContextEncoder, CriticEnsemble, TanhGaussianPolicy, sample
+from smac_lightning.nn import ContextEncoder, CriticEnsemble, TanhGaussianPolicy, rows, sample
 from smac_lightning.rollout import LockstepEnvs, MetaTestProtocol, PEARLCollection, pearl_iteration
 
 
@@ -101,8 +101,8 @@ class PEARL(MetaLearner):
         hp = self.hparams
         mean, var = self.encoder.posterior(context)
         z = sample(mean, var)
-        tasks, batch = rl.batch_size
-        z_rows = z.unsqueeze(1).expand(tasks, batch, z.shape[-1])  # carries the critic's gradient to the encoder
+        batch = rl.batch_size[1]
+        z_rows = rows(z, batch)  # carries the critic's gradient to the encoder
         z_fixed = z_rows.detach()  # the policy never trains the encoder
         obs, action, reward = rl["observation"], rl["action"], rl["reward"]
         next_obs, terminated = rl["next", "observation"], rl["terminated"]

@@ -24,7 +24,7 @@ from smac_lightning.losses import (
     reward_loss,
     td_target,
 )
-from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy, sample
+from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy, rows, sample
 from smac_lightning.rollout import (
     LockstepEnvs,
     MetaTestProtocol,
@@ -286,6 +286,3 @@ def freeze(*modules: torch.nn.Module) -> None:
         module.eval()
 
 
-def rows(z: torch.Tensor, n: int) -> torch.Tensor:
-    """One z per task ``[T, d]`` repeated for each of its ``n`` rows: ``[T, n, d]``."""
-    return z.unsqueeze(1).expand(z.shape[0], n, z.shape[-1])

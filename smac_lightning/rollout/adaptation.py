@@ -20,7 +20,7 @@ from tensordict import TensorDict
 
 from smac_lightning.envs.base import TaskFamily
 from smac_lightning.losses import kl_to_standard_normal
-from smac_lightning.nn import prior
+from smac_lightning.nn import prior, rows
 from smac_lightning.rollout.episodes import LockstepEnvs, episode_returns
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
@@ -50,7 +50,7 @@ class MetaTestProtocol:
 
 def reward_error(decoder, history: TensorDict, z: torch.Tensor) -> float:
     """Mean squared error of the decoder's rewards for ``history`` ``[n, k]`` given one z per row."""
-    z_rows = z.unsqueeze(1).expand(*history.batch_size, z.shape[-1])
+    z_rows = rows(z, history.batch_size[1])
     error = (decoder(history["observation"], history["action"], z_rows) - history["reward"]).pow(2).squeeze(-1)
     valid = history.get("valid", torch.ones_like(error, dtype=torch.bool))
     return (error * valid).sum().item() / valid.sum().item()

@@ -13,7 +13,7 @@ import torch
 from tensordict import TensorDict
 
 from smac_lightning.errors import ConfigError
-from smac_lightning.nn import RewardDecoder, prior, sample
+from smac_lightning.nn import RewardDecoder, prior, rows, sample
 from smac_lightning.rollout.contexts import draw_rows
 from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps
 from smac_lightning.rollout.latent_policy import LatentPolicy
@@ -109,7 +109,7 @@ def self_supervised_iteration(smac, dm, envs: LockstepEnvs, generator: torch.Gen
 
         def run_round(active: list[int], k: int) -> TensorDict:
             lane_tasks = tasks[active].repeat_interleave(per_task)
-            mean, var = z_for(lane_tasks, k)
+            mean, var = z_for(lane_tasks, k, per_task)
             actor = LatentPolicy(smac.policy, mean, var, per_step=smac.evaluation.resample_z == "step")
             batch = envs.run(every_task[lane_tasks.numpy()], actor.act, seed + 7919 * k).to(device)
             if config.rewards == "generated":  # each trajectory's own z from its task's offline rows
@@ -121,14 +121,13 @@ def self_supervised_iteration(smac, dm, envs: LockstepEnvs, generator: torch.Gen
 
         return collect_steps(run_round, len(tasks), steps, per_task)
 
-    def from_prior(lane_tasks: torch.Tensor, k: int):
+    def from_prior(lane_tasks: torch.Tensor, k: int, per_task: int):
         return prior(len(lane_tasks), latent, device)
 
-    def from_buffer(lane_tasks: torch.Tensor, k: int):
+    def from_buffer(lane_tasks: torch.Tensor, k: int, per_task: int):
         # each task's first posterior trajectory has no context yet: z ~ p(z); the others infer z
         # from a fresh draw of the task's encoder buffer, exploration rows included
         mean, var = prior(len(lane_tasks), latent, device)
-        per_task = math.ceil(config.posterior_steps / horizon)
         inferred = torch.ones(len(lane_tasks), dtype=torch.bool) if k else torch.arange(len(lane_tasks)) % per_task != 0
         if inferred.any():
             context = context_rows(dm, lane_tasks[inferred], config.context_size, generator)
@@ -137,24 +136,23 @@ def self_supervised_iteration(smac, dm, envs: LockstepEnvs, generator: torch.Gen
 
     explored = trajectories(config.prior_steps, from_prior, seed)
     to_encoder = dm.encoder is not dm.rl and config.encoder_buffer == "append"
-    for task, rows in zip(tasks.tolist(), explored):
-        dm.rl.extend(task, rows)
+    for task, task_rows in zip(tasks.tolist(), explored):
+        dm.rl.extend(task, task_rows)
         if to_encoder:
-            dm.encoder.extend(task, rows)
-    collected = sum(rows.numel() for rows in explored)
+            dm.encoder.extend(task, task_rows)
+    collected = sum(task_rows.numel() for task_rows in explored)
     if config.posterior_steps:
         adapted = trajectories(config.posterior_steps, from_buffer, seed + len(tasks) * 1_000)
-        for task, rows in zip(tasks.tolist(), adapted):
-            dm.rl.extend(task, rows)
-        collected += sum(rows.numel() for rows in adapted)
+        for task, task_rows in zip(tasks.tolist(), adapted):
+            dm.rl.extend(task, task_rows)
+        collected += sum(task_rows.numel() for task_rows in adapted)
     return collected
 
 
 @torch.no_grad()
 def label_rewards(decoder: RewardDecoder, trajectories: TensorDict, z: torch.Tensor) -> torch.Tensor:
     """Eq. (4): r = r_d(s, a, z) for every row of ``[n, T]`` ``trajectories``, with one z per trajectory (``[n, d_z]``)."""
-    z_rows = z.unsqueeze(1).expand(*trajectories.batch_size, z.shape[-1])
-    return decoder(trajectories["observation"], trajectories["action"], z_rows)
+    return decoder(trajectories["observation"], trajectories["action"], rows(z, trajectories.batch_size[1]))
 
 
 def context_rows(dm, tasks: torch.Tensor, n: int, generator: torch.Generator, offline_only: bool = False) -> TensorDict:
