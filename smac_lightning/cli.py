@@ -36,6 +36,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 import numpy as np
+import torch
 from jsonargparse import lazy_instance
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -49,6 +50,7 @@ from smac_lightning.data.minari_io import export_minari, import_minari
 from smac_lightning.data.summary import summarize
 from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.plots import KLS, RETURNS, SUCCESS, run_curves, trajectories
+from smac_lightning.precision import choose_precision, cpu_flags
 from smac_lightning.report import end_of_run
 from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
 
@@ -92,6 +94,7 @@ class SMACCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        self._choose_precision(config)
         model, data = (_class(config, key) for key in ("model", "data"))
         wanted = next((d for m, d in DATA_OF.items() if issubclass(model, m)), None)
         if wanted is not None and not issubclass(data, wanted):
@@ -99,6 +102,32 @@ class SMACCLI(LightningCLI):
                 f"{model.__name__} trains on {wanted.__name__} (data.class_path: smac_lightning.data.{wanted.__name__}), "
                 f"but the config gives {data.__name__}"
             )
+
+    def _choose_precision(self, config) -> None:
+        """``trainer.precision`` left unset: the fastest this machine runs natively (``precision.py``),
+        said on stderr at start and logged as the param ``precision_choice``."""
+        self.precision_choice = None
+        if config.get("trainer") is None or config.trainer.get("precision") is not None:
+            return
+        accelerator = config.trainer.get("accelerator") or "auto"
+        if not isinstance(accelerator, str):
+            accelerator = getattr(accelerator, "class_path", type(accelerator).__name__).rpartition(".")[2].lower()
+        if accelerator == "auto":
+            accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+        precision, reason = choose_precision(accelerator, cpu_flags())
+        config.trainer.precision = precision
+        self.precision_choice = f"{precision}: {reason}"
+        if self.subcommand:
+            print(f"precision {self.precision_choice} (--trainer.precision overrides)", file=sys.stderr)
+
+    def _log_precision_choice(self) -> None:
+        if self.precision_choice is None:
+            return
+        for logger in self.trainer.loggers:
+            try:
+                logger.log_hyperparams({"precision_choice": self.precision_choice})
+            except Exception as err:  # the server may be gone: the run goes on
+                rank_zero_warn(f"could not log precision_choice ({type(err).__name__}: {err})")
 
     def _show_progress(self) -> None:
         """In a terminal, Lightning's bar counts updates against the budget and shows the phase and the
@@ -125,16 +154,19 @@ class SMACCLI(LightningCLI):
         if self.config_init["fit"].get("ckpt_path") == "last":
             self._resume_last()
         self._name_run("fit")
+        self._log_precision_choice()
 
     def before_validate(self) -> None:
         self._atomic_checkpoints()
         self._check_tracking()
         self._name_run("validate")
+        self._log_precision_choice()
 
     def before_test(self) -> None:
         self._atomic_checkpoints()
         self._check_tracking()
         self._name_run("test")
+        self._log_precision_choice()
 
     def after_fit(self) -> None:
         self._log_curves()

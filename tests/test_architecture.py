@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "smac_lightning"
 # ARCHITECTURE.md's layers, bottom first: a module may import its own package and the layers below.
 LAYERS = [
     {"errors"},
-    {"envs", "nn", "losses", "tracking", "checkpoints"},
+    {"envs", "nn", "losses", "tracking", "checkpoints", "precision"},
     {"rollout"},
     {"data"},
     {"algos"},

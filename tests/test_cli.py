@@ -47,6 +47,8 @@ def test_smoke_run_is_logged_to_the_local_sqlite_store(smoke_run):
     # the full resolved config: as params and as an artifact that parses back
     assert run.data.params["config.model.offline_updates"] == "40"
     assert run.data.params["config.data.family.class_path"] == "smac_lightning.envs.PointRobotFamily"
+    # the precision chosen for this CPU, and why
+    assert run.data.params["precision_choice"].startswith(run.data.params["config.trainer.precision"] + ": ")
     config = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config.yaml", str(cwd))))
     assert config["model"]["class_path"] == "smac_lightning.algos.SMAC"
     assert config["model"]["init_args"]["policy_hidden"] == [32, 32]

@@ -33,6 +33,10 @@ SMAC_KEYS = (
 PEARL_KEYS = ("train/critic_loss", "train/actor_loss", "train/alpha", "eval/test/final_return", "progress/env_steps")
 
 
+# recorded in float32; the default precision depends on the CPU (``smac_lightning/precision.py``)
+FLOAT32 = ("--trainer.precision", "32-true")
+
+
 def _curves(tmp_path: Path, keys) -> dict[str, list[list[float]]]:
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("smac_lightning").experiment_id])
@@ -54,12 +58,12 @@ def _check(name: str, got: dict) -> None:
 
 
 def test_smac_smoke_run_follows_its_pinned_curve(tmp_path):
-    made = smoke_cli(tmp_path)
+    made = smoke_cli(tmp_path, *FLOAT32)
     made.trainer.fit(made.model, made.datamodule)
     _check("smac_smoke", _curves(tmp_path, SMAC_KEYS))
 
 
 def test_pearl_smoke_run_follows_its_pinned_curve(tmp_path):
-    made = pearl_cli(tmp_path)
+    made = pearl_cli(tmp_path, *FLOAT32)
     made.trainer.fit(made.model, made.datamodule)
     _check("pearl_smoke", _curves(tmp_path, PEARL_KEYS))

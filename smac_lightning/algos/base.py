@@ -66,7 +66,15 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
         self.soft_update_target()
         self.updates += 1
         self._last_losses = losses
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
+        if self.logs_this_update:
+            self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
+
+    @property
+    def logs_this_update(self) -> bool:
+        """Losses reach the logger every ``trainer.log_every_n_steps`` updates: Lightning's bookkeeping
+        of a logged value costs about as much as a small update, so the other updates skip it."""
+        every = self._trainer.log_every_n_steps if self._trainer is not None else 0
+        return every > 0 and self.updates % every == 0
 
     def min_q_through_frozen_critic(self, obs: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """min over the critics of Q(s, a, z) on detached critic weights: an actor loss built on it
