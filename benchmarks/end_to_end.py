@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,19 +30,29 @@ from smac_lightning.callbacks import EvaluationLines, UpdatesBar
 from smac_lightning.cli import cli
 
 
+CHUNK = 50  # updates per timed chunk; a figure is the median over chunks (this machine's neighbours come and go)
+
+
 class UpdateClock(L.Callback):
-    """Wall time from the start of update ``warmup`` to the end of the last update (evaluation excluded)."""
+    """Milliseconds per update in chunks of ``CHUNK`` updates from update ``warmup`` on, each chunk
+    from the start of its first update to the end of its last (the final evaluation excluded)."""
 
     def __init__(self, warmup: int):
-        self.warmup, self.started, self.ms_per_update = warmup, None, None
+        self.warmup, self.mark, self.chunks = warmup, None, []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if module.updates == self.warmup:
-            self.started = time.perf_counter()
+            self.mark = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if module.updates == module.total_updates and self.started is not None:
-            self.ms_per_update = (time.perf_counter() - self.started) / (module.updates - self.warmup) * 1000
+        if self.mark is not None and (module.updates - self.warmup) % CHUNK == 0:
+            now = time.perf_counter()
+            self.chunks.append((now - self.mark) / CHUNK * 1000)
+            self.mark = now
+
+    @property
+    def ms_per_update(self) -> float:
+        return statistics.median(self.chunks)
 
 
 def pure_ms_per_update(module, dm, precision: str, updates: int) -> float:
@@ -52,14 +63,21 @@ def pure_ms_per_update(module, dm, precision: str, updates: int) -> float:
     module.log_dict = lambda *args, **kwargs: None
     generator = torch.Generator().manual_seed(0)
     batches = [dm.sample_meta_batch(generator, dm.batch_size) for _ in range(10)]
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision.startswith("bf16") else contextlib.nullcontext()
-    with autocast:
-        for batch in batches:  # warm-up
+    bf16 = precision.startswith("bf16")
+
+    def step(batch):  # autocast entered per update, as Lightning does: its cache of cast weights must not outlive an update
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             module.training_step(batch, 0)
+
+    for batch in batches:  # warm-up
+        step(batch)
+    chunks = []
+    for _ in range(max(1, updates // CHUNK)):
         started = time.perf_counter()
-        for i in range(updates):
-            module.training_step(batches[i % len(batches)], 0)
-    return (time.perf_counter() - started) / updates * 1000
+        for i in range(CHUNK):
+            step(batches[i % len(batches)])
+        chunks.append((time.perf_counter() - started) / CHUNK * 1000)
+    return statistics.median(chunks)
 
 
 def main():
@@ -90,12 +108,13 @@ def main():
         wall = time.perf_counter() - started
         precision = str(made.trainer.precision)
         pure = pure_ms_per_update(made.model, made.datamodule, precision, args.pure_updates)
-    print(f"{args.updates - args.warmup} updates timed: {clock.ms_per_update:.2f} ms/update all-in, "
+    print(f"{len(clock.chunks)} chunks of {CHUNK} updates timed: median {clock.ms_per_update:.2f} ms/update all-in, "
           f"{pure:.2f} ms/update alone ({wall:.0f} s for fit, evaluation included)")
     print(json.dumps({
         "all_in_ms_per_update": round(clock.ms_per_update, 3),
         "pure_ms_per_update": round(pure, 3),
         "overhead": round(clock.ms_per_update / pure - 1, 3),
+        "chunks_all_in": [round(c, 2) for c in clock.chunks],
         "precision": precision,
         "config": " + ".join(args.config),
         "updates": args.updates,

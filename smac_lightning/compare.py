@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -165,7 +166,10 @@ def _run_all(plan: Plan, jobs: list[tuple[str, int]], parent_id: str) -> None:
                 "--trainer.logger.init_args.run_name", f"{method} seed {seed}",
                 "--trainer.logger.init_args.tags", json.dumps(tags),
             ]
-            running.append((method, seed, time.perf_counter(), subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)))
+            # the cores shared out between the runs: more compute threads than cores make every run slower
+            env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // plan.jobs)))}
+            process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+            running.append((method, seed, time.perf_counter(), process))
         time.sleep(1.0)
         for entry in list(running):
             method, seed, t0, process = entry
