@@ -4,7 +4,8 @@ import lightning as L
 import pytest
 import torch
 
-from smac_lightning.algos import Phase
+from smac_lightning.algos import Phase, base
+from smac_lightning.algos.base import compile_mode
 from smac_lightning.envs.point_robot import PointRobotEnv
 
 from helpers import smoke_cli
@@ -248,20 +249,34 @@ def test_bf16_mixed_keeps_outputs_targets_and_losses_in_float32(tmp_path):
         torch.testing.assert_close(value, reference[key], rtol=0.1, atol=0.1)
 
 
-def test_compiled_losses_match_eager_ones(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "setting, device, mode",
+    [(None, "cpu", None), (None, "cuda", "reduce-overhead"), (True, "cpu", "default"), (True, "cuda", "reduce-overhead"),
+     (False, "cuda", None), (False, "cpu", None)],
+)
+def test_the_loss_graph_is_captured_by_default_on_gpus_only(setting, device, mode):
+    assert compile_mode(setting, device) == mode
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_losses_match_eager_ones(tmp_path, monkeypatch, mode):
+    """Also the GPU's path (``reduce-overhead``: CUDA graphs there; on a CPU the same compiled graph, with
+    the step marking a GPU needs between updates)."""
     import torch._inductor.config
 
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # the eager RNG stream, for comparison
+    monkeypatch.setattr(base, "compile_mode", lambda setting, device: mode)
     made = smoke_cli(tmp_path, "--model.compile_losses", "true")
     module, batch = made.model, made.datamodule.sample_meta_batch()
     torch.manual_seed(3)
     eager = module.compute_losses(batch["context"], batch["rl"])
     module.setup("fit")
     assert module.compute_losses is not type(module).compute_losses.__get__(module)
-    torch.manual_seed(3)
-    compiled = module.compute_losses(batch["context"], batch["rl"])
-    for key, value in eager.items():
-        torch.testing.assert_close(compiled[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    with torch._inductor.config.patch(fallback_random=True):  # the eager RNG stream, for comparison
+        for _ in range(2):  # a second call runs what the first one compiled
+            torch.manual_seed(3)
+            compiled = module.compute_losses(batch["context"], batch["rl"])
+            for key, value in eager.items():
+                torch.testing.assert_close(compiled[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
 def test_self_supervision_on_held_out_tasks_gives_them_rows_that_meta_batches_draw(tmp_path):

@@ -17,6 +17,16 @@ def config_of(cls, value):
     return cls(**value) if isinstance(value, dict) else value
 
 
+def compile_mode(setting: bool | None, device_type: str) -> str | None:
+    """``torch.compile``'s mode for the loss graph, or None for eager. ``setting`` None (the default):
+    captured as CUDA graphs on a GPU, where an update at these sizes is bound by kernel launches, and
+    eager on a CPU, where compiling measured slower (``benchmarks/README.md``); True: compiled on any
+    device; False: eager."""
+    if setting is False or (setting is None and device_type != "cuda"):
+        return None
+    return "reduce-overhead" if device_type == "cuda" else "default"
+
+
 class MetaLearner(MetaEvaluation, L.LightningModule):
     """Base of SMAC and PEARL: ``critic``/``target_critic`` networks and a budget counted in updates.
 
@@ -38,8 +48,22 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
         raise NotImplementedError
 
     def setup(self, stage: str) -> None:
-        if self.hparams.get("compile_losses") and not hasattr(self.compute_losses, "_torchdynamo_orig_callable"):
-            self.compute_losses = torch.compile(self.compute_losses)  # forward and backward of the whole loss graph
+        device = self._trainer.strategy.root_device.type if self._trainer is not None else "cpu"
+        mode = compile_mode(self.hparams.get("compile_losses"), device)
+        if mode is None or getattr(self, "_losses_compiled", False):
+            return
+        compiled = torch.compile(self.compute_losses, mode=mode)  # forward and backward of the whole loss graph
+        if mode == "reduce-overhead":  # CUDA graphs: one replay per update instead of hundreds of launches
+
+            def captured(*args):
+                # the previous update's outputs are read no more (its losses were checked and logged)
+                torch.compiler.cudagraph_mark_step_begin()
+                return compiled(*args)
+
+            self.compute_losses = captured
+        else:
+            self.compute_losses = compiled
+        self._losses_compiled = True
 
     @property
     def total_updates(self) -> int:

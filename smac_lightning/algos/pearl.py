@@ -49,7 +49,7 @@ class PEARL(MetaLearner):
         collection: PEARLCollection = PEARLCollection(),
         evaluation: MetaTestProtocol = MetaTestProtocol(),
         export: DatasetExport | None = None,
-        compile_losses: bool = False,
+        compile_losses: bool | None = None,
     ):
         """
         Args:
@@ -72,7 +72,8 @@ class PEARL(MetaLearner):
             collection: what each iteration collects.
             evaluation: the meta-test protocol.
             export: write the replays as an offline dataset at a given iteration (SMAC's data).
-            compile_losses: run the loss computation through ``torch.compile`` (first update ~30 s slower).
+            compile_losses: run the loss graph (forward and backward) through ``torch.compile``; None: on a
+                GPU only, captured as CUDA graphs (``reduce-overhead``), eager on a CPU (first update ~30 s slower).
         """
         super().__init__()
         self.save_hyperparameters()

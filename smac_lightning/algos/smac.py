@@ -64,7 +64,7 @@ class SMAC(MetaLearner):
         offline_updates: int = 50_000,
         self_supervised: SelfSupervisedConfig = SelfSupervisedConfig(),
         evaluation: MetaTestProtocol = MetaTestProtocol(),
-        compile_losses: bool = False,
+        compile_losses: bool | None = None,
     ):
         """
         Args:
@@ -92,7 +92,8 @@ class SMAC(MetaLearner):
             offline_updates: gradient updates of the offline phase.
             self_supervised: the self-supervised phase (its budget is ``iterations`` x ``updates_per_iteration``).
             evaluation: the meta-test protocol.
-            compile_losses: run the loss computation through ``torch.compile`` (first update ~30 s slower).
+            compile_losses: run the loss graph (forward and backward) through ``torch.compile``; None: on a
+                GPU only, captured as CUDA graphs (``reduce-overhead``), eager on a CPU (first update ~30 s slower).
         """
         super().__init__()
         self.save_hyperparameters()
