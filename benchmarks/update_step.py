@@ -1,8 +1,8 @@
-"""Time SMAC's update step (the module's own ``SMAC.update``) against a plain reference, in one run.
+"""Time SMAC's update step (the module's own ``training_step``) against a plain reference, in one run.
 
-The reference computes the same losses the way a first implementation would: two separate
-Q-networks and targets, a Python loop over tasks for the product of Gaussians, Q(s, a) and
-Q(s, pi(s)) evaluated again for the actor. Both run on the same meta-batches, at the same
+The reference is written independently of this project (torch only) the way the authors' code
+is organised: two separate Q-networks and targets, a Python loop over tasks for the product of
+Gaussians, Q(s, a) and Q(s, pi(s)) evaluated again for the actor, one backward per loss. Both run on the same meta-batches, at the same
 precision and thread count, after warm-up. The last line printed is JSON:
 ``{"ms_per_step", "gflop_per_step", "matmul_peak_gflops", "fraction_of_peak", "precision",
 "threads", "reference_ms_per_step", "speedup"}``; the FLOPs come from the layer shapes and the
@@ -23,9 +23,6 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 
 from smac_lightning.algos import SMAC, Phase
-from smac_lightning.losses import awac_actor_loss, awac_weights, kl_to_standard_normal, pearl_actor_loss, td_target
-from smac_lightning.nn import TanhGaussian
-from smac_lightning.nn.mlp import mlp
 
 
 def meta_batch(tasks, batch, context, obs_dim, act_dim):
@@ -44,23 +41,39 @@ def meta_batch(tasks, batch, context, obs_dim, act_dim):
     return rows(context), rows(batch)
 
 
+def plain_mlp(sizes):
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
 class Reference:
-    """SMAC's update written plainly: two critics, per-task posterior loop, repeated Q forwards."""
+    """SMAC's update written independently, the way the authors' code is organised: torch only (no
+    module of this project), two separate Q-networks and targets, a loop over tasks for the product
+    of Gaussians, Q(s, a) evaluated again for the actor, three backward passes."""
 
     def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden):
         self.latent = latent
-        self.encoder = mlp(obs_dim + act_dim + 1, enc_hidden, 2 * latent)
-        self.decoder = mlp(obs_dim + act_dim + latent, (64, 64), 1)
-        self.policy = mlp(obs_dim + latent, hidden, 2 * act_dim)
-        self.q1, self.q2 = (mlp(obs_dim + act_dim + latent, hidden, 1) for _ in range(2))
-        self.t1, self.t2 = (mlp(obs_dim + act_dim + latent, hidden, 1) for _ in range(2))
+        self.encoder = plain_mlp([obs_dim + act_dim + 1, *enc_hidden, 2 * latent])
+        self.decoder = plain_mlp([obs_dim + act_dim + latent, 64, 64, 1])
+        self.policy = plain_mlp([obs_dim + latent, *hidden, 2 * act_dim])
+        self.q1, self.q2, self.t1, self.t2 = (plain_mlp([obs_dim + act_dim + latent, *hidden, 1]) for _ in range(4))
         self.opt_enc = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], 3e-4)
         self.opt_q = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], 3e-4)
         self.opt_pi = torch.optim.Adam(self.policy.parameters(), 3e-4)
 
-    def dist(self, obs, z):
+    def policy_sample(self, obs, z):
+        """A tanh-Gaussian action and its log-density, and the log-density function of given actions."""
         mean, log_std = self.policy(torch.cat([obs, z], -1)).chunk(2, -1)
-        return TanhGaussian(mean, log_std.clamp(-20, 2))
+        log_std = log_std.clamp(-20, 2)
+        normal = torch.distributions.Normal(mean, log_std.exp())
+
+        def log_prob(pre_tanh):
+            return (normal.log_prob(pre_tanh) - torch.log(1 - torch.tanh(pre_tanh).pow(2) + 1e-6)).sum(-1, keepdim=True)
+
+        u = normal.rsample()
+        return torch.tanh(u), log_prob(u), log_prob
 
     def update(self, context, rl, self_supervised=True):
         means, variances = [], []
@@ -72,36 +85,32 @@ class Reference:
             variances.append(post_var)
         mean, var = torch.stack(means), torch.stack(variances)
         z = mean + var.sqrt() * torch.randn_like(mean)
-        obs, act, nxt = rl["observation"], rl["action"], rl["next", "observation"]
+        obs, act, nxt, rew = rl["observation"], rl["action"], rl["next", "observation"], rl["reward"]
         zr = z[:, None].expand(*obs.shape[:2], -1)
-        enc_loss = (self.decoder(torch.cat([obs, act, zr], -1)) - rl["reward"]).pow(2).mean()  # eq. 3 on the RL rows
-        enc_loss = enc_loss + 0.1 * kl_to_standard_normal(mean, var).mean()
+        kl = 0.5 * (var + mean.pow(2) - 1 - var.log()).sum(-1).mean()
+        enc_loss = (self.decoder(torch.cat([obs, act, zr], -1)) - rew).pow(2).mean() + 0.1 * kl  # eq. 3 on the RL rows
         zd = zr.detach()
         sa = torch.cat([obs, act, zd], -1)
         q1, q2 = self.q1(sa), self.q2(sa)
         with torch.no_grad():
-            a2, _ = self.dist(nxt, zd).rsample()
+            a2, _, _ = self.policy_sample(nxt, zd)
             s2 = torch.cat([nxt, a2, zd], -1)
-            target = td_target(rl["reward"], rl["terminated"], torch.min(self.t1(s2), self.t2(s2)), 0.99, 5.0)
+            target = 5.0 * rew + 0.99 * (~rl["terminated"]).float() * torch.min(self.t1(s2), self.t2(s2))
         q_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        d = self.dist(obs, zd)
-        a_new, logp_new = d.rsample()
+        a_new, logp_new, log_prob = self.policy_sample(obs, zd)
         s_new = torch.cat([obs, a_new, zd], -1)
         q_new = torch.min(self.q1(s_new), self.q2(s_new))
-        v = q_new.detach()
         q_data = torch.min(self.q1(sa), self.q2(sa)).detach()  # the duplicated forward
-        pi_loss = awac_actor_loss(d.log_prob(act), awac_weights(q_data, v, 100.0))
+        advantage = ((q_data - q_new.detach()) / 100.0).flatten()
+        weights = (torch.softmax(advantage, 0) * advantage.numel()).view_as(q_data)
+        logp_data = log_prob(torch.atanh(act.clamp(-0.999999, 0.999999)))
+        pi_loss = -(logp_data * weights).mean()
         if self_supervised:
-            pi_loss = pi_loss + pearl_actor_loss(q_new, logp_new)
-        self.opt_enc.zero_grad()
-        enc_loss.backward()
-        self.opt_q.zero_grad()
-        q_loss.backward()
-        self.opt_pi.zero_grad()
-        pi_loss.backward()
-        self.opt_enc.step()
-        self.opt_q.step()
-        self.opt_pi.step()
+            pi_loss = pi_loss - q_new.mean()
+        for optimizer, loss in ((self.opt_enc, enc_loss), (self.opt_pi, pi_loss), (self.opt_q, q_loss)):
+            optimizer.zero_grad()  # the actor's backward also fills the critics' gradients: cleared before theirs
+            loss.backward()
+            optimizer.step()
         with torch.no_grad():
             for net, tgt in ((self.q1, self.t1), (self.q2, self.t2)):
                 for p, tp in zip(net.parameters(), tgt.parameters()):

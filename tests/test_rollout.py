@@ -1,12 +1,15 @@
 """The one runner: each lane on its own task, seeds that repeat, early episode ends, whole-episode rounds."""
 
 import numpy as np
+import pytest
 import torch
+from tensordict import TensorDict
 
 from smac_lightning.envs import HopperParamFamily, PointRobotFamily
 from smac_lightning.envs.point_robot import point_robot_reward
 from smac_lightning.nn import TanhGaussianPolicy, prior
 from smac_lightning.rollout import LockstepEnvs, LatentPolicy, collect_steps
+from smac_lightning.rollout.episodes import action_saturation
 
 
 def _policy(family, latent=3):
@@ -63,3 +66,15 @@ def test_a_lane_whose_episode_ends_early_stops_and_a_round_of_whole_episodes_mak
         ends = (entry["terminated"] | entry["truncated"]).squeeze(-1).nonzero().flatten()
         assert ends[-1] == entry.batch_size[0] - 1
     lanes.close()
+
+
+def test_action_saturation_counts_components_at_the_box_edge_on_valid_steps():
+    steps = TensorDict(
+        {
+            "action": torch.tensor([[[1.0, 0.0], [-0.99, -0.96], [0.2, 0.96]], [[0.5, 0.5], [1.0, 1.0], [1.0, 1.0]]]),
+            "valid": torch.tensor([[True, True, True], [True, False, False]]),
+        },
+        batch_size=[2, 3],
+    )
+    # valid steps: 1/2, 2/2, 1/2 in episode 0 and 0/2 in episode 1 -> (0.5 + 1 + 0.5 + 0) / 4
+    assert action_saturation(steps) == pytest.approx(0.5)

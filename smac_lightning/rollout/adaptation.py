@@ -21,7 +21,7 @@ from tensordict import TensorDict
 from smac_lightning.envs.base import TaskFamily
 from smac_lightning.losses import kl_to_standard_normal
 from smac_lightning.nn import prior, rows
-from smac_lightning.rollout.episodes import LockstepEnvs, episode_returns
+from smac_lightning.rollout.episodes import LockstepEnvs, action_saturation, episode_returns
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
 
@@ -68,7 +68,7 @@ class MetaTester:
     def metric_names(self, offline_context: bool = True, decoder: bool = True) -> list[str]:
         """What ``run`` returns, given an offline context or not and a decoder or not."""
         names = [f"return_by_trajectory_{k}" for k in range(self.protocol.num_exploration + 1)]
-        names += ["final_return", "kl_online_paper", "kl_online_matched"] + ["reward_error_online"] * decoder
+        names += ["final_return", "action_saturation", "kl_online_paper", "kl_online_matched"] + ["reward_error_online"] * decoder
         names += ["final_success"] * self._counts_success
         if offline_context:
             names += ["final_return_offline_context", "kl_offline_paper", "kl_offline_matched"]
@@ -131,6 +131,7 @@ class MetaTester:
         returns.append(episode_returns(adapted))
         metrics = {f"return_by_trajectory_{k}": r.mean().item() for k, r in enumerate(returns)}
         metrics["final_return"] = returns[-1].mean().item()
+        metrics["action_saturation"] = action_saturation(adapted)
         metrics["kl_online_matched"] = kl_to_standard_normal(mean, var).mean().item()
         metrics["kl_online_paper"] = kl_to_standard_normal(*posterior(torch.cat([history, adapted], dim=1))).mean().item()
         if self._counts_success:

@@ -108,6 +108,15 @@ def episode_returns(transitions: TensorDict) -> torch.Tensor:
     return torch.where(transitions["valid"], reward, torch.zeros_like(reward)).sum(-1)
 
 
+def action_saturation(transitions: TensorDict, threshold: float = 0.95) -> float:
+    """Fraction of action components at the edge of the action box (|a| > ``threshold``) over the valid
+    steps: near 1, the policy is bang-bang, as when its actor follows a critic's action gradient to
+    the corners."""
+    edge = (transitions["action"].abs() > threshold).float().mean(-1)
+    valid = transitions["valid"]
+    return (edge * valid).sum().item() / max(int(valid.sum()), 1)
+
+
 def collect_steps(
     run_round: Callable[[list[int], int], TensorDict], entries: int, steps: int, lanes_per_entry: int
 ) -> list[TensorDict]:
