@@ -275,8 +275,18 @@ def test_the_terminal_bar_counts_updates_against_the_budget_with_phase_and_held_
     made = smoke_cli(tmp_path, "--trainer.enable_progress_bar", "true")
     trainer = made.trainer
     default = trainer.progress_bar_callback  # TQDM's, or Rich's where rich is installed
-    bar = trainer.callbacks[trainer.callbacks.index(default)] = UpdatesBar()
+    bar = trainer.callbacks[trainer.callbacks.index(default)] = UpdatesBar(interval=3600)
+    draws = []
+
+    def on_train_batch_end(*args):
+        before = bar._drawn
+        UpdatesBar.on_train_batch_end(bar, *args)
+        if bar._drawn != before:
+            draws.append(made.model.updates)
+
+    bar.on_train_batch_end = on_train_batch_end
     trainer.fit(made.model, made.datamodule)
     assert bar.train_progress_bar.total == made.model.total_updates == 80 and bar.train_progress_bar.n == 80
+    assert draws == [1, 80]  # redrawn at most every interval, and at the end
     last = made.model.evaluations[-1]["eval/test/final_return"]
     assert bar.get_metrics(trainer, made.model) == {"held-out return": f"{last:.2f}", "phase": "self-supervised"}
