@@ -1,16 +1,18 @@
 """A config's training loop against its update alone, in one run: what logging, sampling and progress cost.
 
-Runs ``python -m smac_lightning fit`` on a config (offline phase only, for ``--updates`` updates,
-one meta-test at the very end, MLflow into a temporary store) and times the updates between
-``--warmup`` and the last one: all-in milliseconds per update, everything Lightning does around
-the update included. Then, in the same process on the trained module, times the update alone
-(``training_step`` with plain optimizers and no logging) on meta-batches of the same data module,
-at the same precision. The last line printed is JSON: ``{"all_in_ms_per_update",
-"pure_ms_per_update", "overhead", "precision", "config", ...}``; ``overhead`` is
-all-in / pure - 1.
+Runs ``python -m smac_lightning fit`` on a config (offline phase only, ``--updates`` updates, one
+meta-test at the very end, MLflow into a temporary store). From update ``--warmup`` on, chunks of
+50 updates of the loop as it runs (everything Lightning does around the update included)
+alternate with chunks of 50 of the update alone (``training_step`` on a fresh copy of the module
+with plain optimizers, a plain backward, no logging, meta-batches drawn beforehand; same
+precision), so that each pair sees the machine in the same state. The last line printed is JSON:
+``{"all_in_ms_per_update", "pure_ms_per_update", "overhead", "overhead_range", "precision",
+"config", ...}``: medians over the chunks, and ``overhead`` the median over pairs of
+all-in / alone - 1.
 
     python benchmarks/end_to_end.py --config conf/point_robot.yaml
-    python benchmarks/end_to_end.py --config conf/cheetah_vel.yaml --updates 600 --bar
+    python benchmarks/end_to_end.py --config conf/point_robot.yaml --bar     # with the terminal's bar
+    python benchmarks/end_to_end.py --config conf/cheetah_vel.yaml --data.pearl null --updates 450 --warmup 50
 """
 
 from __future__ import annotations
@@ -30,62 +32,72 @@ from smac_lightning.callbacks import EvaluationLines, UpdatesBar
 from smac_lightning.cli import cli
 
 
-CHUNK = 50  # updates per timed chunk; a figure is the median over chunks (this machine's neighbours come and go)
+CHUNK = 50  # updates per timed chunk
+
+
+class PureUpdates:
+    """The same update alone: a fresh copy of the module at the state it is given, its own plain
+    optimizers, a plain backward, no logging, meta-batches drawn beforehand."""
+
+    def __init__(self, module, dm, precision: str):
+        self.module = type(module)(**{k: v for k, v in module.hparams.items() if not k.startswith("_")})
+        self.module.load_state_dict(module.state_dict())
+        self.module.phase = getattr(module, "phase", None)
+        optimizers = self.module.configure_optimizers()
+        self.module.optimizers = lambda: optimizers
+        self.module.manual_backward = torch.Tensor.backward
+        self.module.log_dict = lambda *args, **kwargs: None
+        generator = torch.Generator().manual_seed(0)
+        self.batches = [dm.sample_meta_batch(generator, dm.batch_size) for _ in range(10)]
+        self.bf16 = precision.startswith("bf16")
+        self.chunk()  # warm-up
+
+    def chunk(self) -> float:
+        """Milliseconds per update over ``CHUNK`` updates."""
+        started = time.perf_counter()
+        for i in range(CHUNK):
+            # autocast entered per update, as Lightning does: its cache of cast weights lives as long as the context
+            with torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext():
+                self.module.training_step(self.batches[i % len(self.batches)], 0)
+        return (time.perf_counter() - started) / CHUNK * 1000
 
 
 class UpdateClock(L.Callback):
-    """Milliseconds per update in chunks of ``CHUNK`` updates from update ``warmup`` on, each chunk
-    from the start of its first update to the end of its last (the final evaluation excluded)."""
+    """Paired chunks: ``CHUNK`` updates of the training loop as it runs (from the start of the first
+    to the end of the last; the final evaluation excluded), then ``CHUNK`` of the update alone, and
+    so on from update ``warmup`` on. Pairs share the machine's state of the moment, which on a
+    shared machine drifts by tens of percent within minutes."""
 
-    def __init__(self, warmup: int):
-        self.warmup, self.mark, self.chunks = warmup, None, []
+    def __init__(self, warmup: int, precision: str):
+        self.warmup, self.precision, self.mark, self.pure = warmup, precision, None, None
+        self.all_in, self.alone = [], []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if module.updates == self.warmup:
+            self.pure = PureUpdates(module, trainer.datamodule, self.precision)
             self.mark = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if self.mark is not None and (module.updates - self.warmup) % CHUNK == 0:
-            now = time.perf_counter()
-            self.chunks.append((now - self.mark) / CHUNK * 1000)
-            self.mark = now
+            self.all_in.append((time.perf_counter() - self.mark) / CHUNK * 1000)
+            self.alone.append(self.pure.chunk())
+            self.mark = time.perf_counter()
 
-    @property
-    def ms_per_update(self) -> float:
-        return statistics.median(self.chunks)
-
-
-def pure_ms_per_update(module, dm, precision: str, updates: int) -> float:
-    """``training_step`` alone: plain optimizer steps, plain backward, no logging, batches drawn beforehand."""
-    optimizers = [opt.optimizer if hasattr(opt, "optimizer") else opt for opt in module.optimizers(use_pl_optimizer=False)]
-    module.optimizers = lambda: optimizers
-    module.manual_backward = torch.Tensor.backward
-    module.log_dict = lambda *args, **kwargs: None
-    generator = torch.Generator().manual_seed(0)
-    batches = [dm.sample_meta_batch(generator, dm.batch_size) for _ in range(10)]
-    bf16 = precision.startswith("bf16")
-
-    def step(batch):  # autocast entered per update, as Lightning does: its cache of cast weights must not outlive an update
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            module.training_step(batch, 0)
-
-    for batch in batches:  # warm-up
-        step(batch)
-    chunks = []
-    for _ in range(max(1, updates // CHUNK)):
-        started = time.perf_counter()
-        for i in range(CHUNK):
-            step(batches[i % len(batches)])
-        chunks.append((time.perf_counter() - started) / CHUNK * 1000)
-    return statistics.median(chunks)
+    def summary(self) -> dict:
+        ratios = [a / p for a, p in zip(self.all_in, self.alone)]
+        return {
+            "all_in_ms_per_update": round(statistics.median(self.all_in), 3),
+            "pure_ms_per_update": round(statistics.median(self.alone), 3),
+            "overhead": round(statistics.median(ratios) - 1, 3),
+            "overhead_range": [round(min(ratios) - 1, 3), round(max(ratios) - 1, 3)],
+        }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", action="append", required=True, help="a config (repeat for overlays)")
-    parser.add_argument("--updates", type=int, default=2000)
+    parser.add_argument("--updates", type=int, default=1100)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--pure-updates", type=int, default=200)
     parser.add_argument("--precision", default=None, help="--trainer.precision (default: the project's choice for this CPU)")
     parser.add_argument("--bar", action="store_true", help="show the terminal progress bar (on stderr) as an interactive user sees it")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -97,8 +109,9 @@ def main():
                 "--trainer.val_check_interval", str(args.updates), "--trainer.default_root_dir", store,
                 "--trainer.logger.init_args.tracking_uri", f"sqlite:///{Path(store) / 'mlflow.db'}",
                 *(["--trainer.precision", args.precision] if args.precision else []), *extra]
-        clock = UpdateClock(args.warmup)
+        clock = UpdateClock(args.warmup, "")
         made = cli(argv, run=False, trainer_defaults={"callbacks": [clock]})
+        clock.precision = str(made.trainer.precision)
         made._show_progress()  # what ``fit`` shows: one line per evaluation when the output is not a terminal
         if args.bar:  # ... and the bar a terminal shows
             lines = next(c for c in made.trainer.callbacks if isinstance(c, EvaluationLines))
@@ -106,17 +119,13 @@ def main():
         started = time.perf_counter()
         made.trainer.fit(made.model, datamodule=made.datamodule)
         wall = time.perf_counter() - started
-        precision = str(made.trainer.precision)
-        pure = pure_ms_per_update(made.model, made.datamodule, precision, args.pure_updates)
-    print(f"{len(clock.chunks)} chunks of {CHUNK} updates timed: median {clock.ms_per_update:.2f} ms/update all-in, "
-          f"{pure:.2f} ms/update alone ({wall:.0f} s for fit, evaluation included)")
+    summary = clock.summary()
+    print(f"{len(clock.all_in)} pairs of {CHUNK}-update chunks: median {summary['all_in_ms_per_update']:.2f} ms/update "
+          f"all-in, {summary['pure_ms_per_update']:.2f} alone ({wall:.0f} s for fit, pure chunks and evaluation included)")
     print(json.dumps({
-        "all_in_ms_per_update": round(clock.ms_per_update, 3),
-        "pure_ms_per_update": round(pure, 3),
-        "overhead": round(clock.ms_per_update / pure - 1, 3),
-        "chunks_all_in": [round(c, 2) for c in clock.chunks],
-        "precision": precision,
-        "config": " + ".join(args.config),
+        **summary,
+        "precision": clock.precision,
+        "config": " + ".join(args.config + extra),
         "updates": args.updates,
         "threads": args.threads,
         "bar": args.bar,
