@@ -38,10 +38,6 @@ class _MetaBatches(IterableDataset):
             k += 1
 
 
-# what an update reads of a row (the replays also keep ``task``, ``generated``, ``truncated``)
-UPDATE_KEYS = ("observation", "action", "reward", "terminated", ("next", "observation"))
-
-
 def default_dataset_dir(family_name: str, rl_size: int, encoder_size: int, dataset_seed: int, pearl: PEARLRecipe | None = None) -> str:
     suffix = pearl.suffix() if pearl is not None else ""
     return f"data/{family_name}-rl{rl_size}-enc{encoder_size}-seed{dataset_seed}{suffix}"
@@ -138,8 +134,8 @@ class MetaDataModule(L.LightningDataModule):
             {
                 "task": tasks,
                 "task_description": self.task_descriptions[tasks].float(),  # only the true-task diagnostic reads it
-                "context": self.encoder.sample(tasks, self.context_size, generator, keys=UPDATE_KEYS),
-                "rl": self.rl.sample(tasks, batch_size or self.batch_size, generator, keys=UPDATE_KEYS),
+                "context": self.encoder.sample(tasks, self.context_size, generator),
+                "rl": self.rl.sample(tasks, batch_size or self.batch_size, generator),
             },
             batch_size=[self.meta_batch],
         )

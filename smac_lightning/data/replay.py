@@ -66,17 +66,15 @@ class MultiTaskReplay:
         return self.storage.batch_size[0]
 
     def sample(self, tasks: torch.Tensor, n: int, generator: torch.Generator | None = None,
-               offline_only: bool = False, keys: tuple | None = None) -> TensorDict:
-        """``n`` rows drawn uniformly (with replacement) from each task in ``tasks``: ``[len(tasks), n]``;
-        with ``keys``, only those entries are gathered (each costs a gather on every update)."""
+               offline_only: bool = False) -> TensorDict:
+        """``n`` rows drawn uniformly (with replacement) from each task in ``tasks``: ``[len(tasks), n]``."""
         if offline_only:
             start, stop = torch.zeros_like(tasks), torch.full_like(tasks, self.offline_size)
         else:
             start, stop = self.start[tasks], self.sizes[tasks]
         u = torch.rand(len(tasks), n, generator=generator)
         index = start.unsqueeze(1) + (u * (stop - start).unsqueeze(1)).long()
-        storage = self.storage if keys is None else self.storage.select(*keys)
-        return storage[tasks.unsqueeze(1), index]
+        return self.storage[tasks.unsqueeze(1), index]
 
     def extend(self, task: int, rows: TensorDict, replace: bool = False) -> None:
         """Append online rows to one task's ring, overwriting its oldest online rows when full.
