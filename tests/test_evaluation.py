@@ -30,6 +30,22 @@ def test_meta_test_protocol_adapts_from_the_exploration_only(family):
             "kl_offline_paper", "kl_offline_matched", "final_return_offline_context", "reward_error_online",
             "reward_error_offline", "label_error_online"} <= metrics.keys()
     assert -2.0 * family.horizon < metrics["final_return"] <= 0.0  # dense rewards are minus distances
+    assert set(metrics) == set(MetaTester(family, MetaTestProtocol(num_exploration=2)).metric_names(True, True))
+
+
+def test_the_true_task_bound_reports_no_kl(family):
+    """A point mass in z's place has an infinite KL to the prior: the bound's meta-test leaves the KLs out."""
+    tasks = family.task_sets()[1]
+    policy = TanhGaussianPolicy(2, 2, 2, (8,))  # z is the 2-d goal
+    offline = TensorDict(
+        {"observation": torch.zeros(3, 7, 2), "action": torch.zeros(3, 7, 2), "reward": torch.zeros(3, 7, 1),
+         "next": {"observation": torch.zeros(3, 7, 2)}},
+        batch_size=[3, 7],
+    )
+    tester = MetaTester(family, MetaTestProtocol(num_exploration=2, runs_per_task=2))
+    metrics = tester.run(None, policy, tasks, offline, true_task_as_z=True)
+    assert set(metrics) == set(tester.metric_names(True, False, posterior=False))
+    assert not any(key.startswith("kl_") for key in metrics) and all(np.isfinite(v) for v in metrics.values())
 
 
 def test_reward_error_ignores_padding():

@@ -58,7 +58,7 @@ class MetaEvaluation:
                     self.test_episodes = self._tester.episodes
             episodes = count * self.evaluation.runs_per_task * (self.evaluation.num_exploration + 2)
             env_steps += episodes * dm.family.horizon  # at most: episodes may end early
-            for key in self._tester.metric_names(offline is not None, decoder is not None):
+            for key in self._tester.metric_names(offline is not None, decoder is not None, posterior=not true_task):
                 weighted[f"eval/{split}/{key}"] = torch.tensor([result.get(key, 0.0) * count, count], dtype=torch.float64)
         if world > 1:
             keys = sorted(weighted)

@@ -65,13 +65,14 @@ class MetaTester:
         self._lanes: dict[bytes, LockstepEnvs] = {}
         self.episodes: dict = {}  # the last run's adapted trajectories, for pictures
 
-    def metric_names(self, offline_context: bool = True, decoder: bool = True) -> list[str]:
-        """What ``run`` returns, given an offline context or not and a decoder or not."""
+    def metric_names(self, offline_context: bool = True, decoder: bool = True, posterior: bool = True) -> list[str]:
+        """What ``run`` returns, given an offline context or not, a decoder or not, and a posterior
+        (its KLs) or the true task in z's place."""
         names = [f"return_by_trajectory_{k}" for k in range(self.protocol.num_exploration + 1)]
-        names += ["final_return", "action_saturation", "kl_online_paper", "kl_online_matched"] + ["reward_error_online"] * decoder
-        names += ["final_success"] * self._counts_success
+        names += ["final_return", "action_saturation"] + ["kl_online_paper", "kl_online_matched"] * posterior
+        names += ["reward_error_online"] * decoder + ["final_success"] * self._counts_success
         if offline_context:
-            names += ["final_return_offline_context", "kl_offline_paper", "kl_offline_matched"]
+            names += ["final_return_offline_context"] + ["kl_offline_paper", "kl_offline_matched"] * posterior
             names += ["reward_error_offline", "label_error_online"] * decoder + ["final_success_offline_context"] * self._counts_success
         return names
 
@@ -132,8 +133,9 @@ class MetaTester:
         metrics = {f"return_by_trajectory_{k}": r.mean().item() for k, r in enumerate(returns)}
         metrics["final_return"] = returns[-1].mean().item()
         metrics["action_saturation"] = action_saturation(adapted)
-        metrics["kl_online_matched"] = kl_to_standard_normal(mean, var).mean().item()
-        metrics["kl_online_paper"] = kl_to_standard_normal(*posterior(torch.cat([history, adapted], dim=1))).mean().item()
+        if not true_task_as_z:  # a point mass in z's place has no KL to the prior worth logging
+            metrics["kl_online_matched"] = kl_to_standard_normal(mean, var).mean().item()
+            metrics["kl_online_paper"] = kl_to_standard_normal(*posterior(torch.cat([history, adapted], dim=1))).mean().item()
         if self._counts_success:
             metrics["final_success"] = self._success(adapted)
         if decoder is not None:
@@ -144,10 +146,11 @@ class MetaTester:
             offline = self._episode(tasks, policy, mean, var, seed + 7919)
             self.episodes["offline"] = offline.cpu()
             metrics["final_return_offline_context"] = episode_returns(offline).mean().item()
-            metrics["kl_offline_matched"] = kl_to_standard_normal(mean, var).mean().item()
             paper = offline_context if offline_context_paper is None else offline_context_paper
             mean_paper, var_paper = posterior(paper.to(device))
-            metrics["kl_offline_paper"] = kl_to_standard_normal(mean_paper, var_paper).mean().item()
+            if not true_task_as_z:
+                metrics["kl_offline_matched"] = kl_to_standard_normal(mean, var).mean().item()
+                metrics["kl_offline_paper"] = kl_to_standard_normal(mean_paper, var_paper).mean().item()
             if decoder is not None:  # eq. 4's labels of the agent's own data, against the true rewards
                 metrics["label_error_online"] = reward_error(decoder, history, mean_paper.repeat_interleave(runs, 0))
             if self._counts_success:
