@@ -18,7 +18,6 @@ all-in / alone - 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import tempfile
@@ -30,34 +29,31 @@ import torch
 
 from smac_lightning.callbacks import EvaluationLines, UpdatesBar
 from smac_lightning.cli import cli
+from update_step import autocast, outside_a_trainer  # this folder's: run as a script, it is on the path
 
 
 CHUNK = 50  # updates per timed chunk
 
 
 class PureUpdates:
-    """The same update alone: a fresh copy of the module at the state it is given, its own plain
-    optimizers, a plain backward, no logging, meta-batches drawn beforehand."""
+    """The same update alone: a fresh copy of the module at the state it is given, outside a Trainer
+    (plain optimizers and backward, no logging), meta-batches drawn beforehand."""
 
     def __init__(self, module, dm, precision: str):
         self.module = type(module)(**{k: v for k, v in module.hparams.items() if not k.startswith("_")})
         self.module.load_state_dict(module.state_dict())
         self.module.phase = getattr(module, "phase", None)
-        optimizers = self.module.configure_optimizers()
-        self.module.optimizers = lambda: optimizers
-        self.module.manual_backward = torch.Tensor.backward
-        self.module.log_dict = lambda *args, **kwargs: None
+        outside_a_trainer(self.module)
         generator = torch.Generator().manual_seed(0)
         self.batches = [dm.sample_meta_batch(generator, dm.batch_size) for _ in range(10)]
-        self.bf16 = precision.startswith("bf16")
+        self.precision = precision
         self.chunk()  # warm-up
 
     def chunk(self) -> float:
         """Milliseconds per update over ``CHUNK`` updates."""
         started = time.perf_counter()
         for i in range(CHUNK):
-            # autocast entered per update, as Lightning does: its cache of cast weights lives as long as the context
-            with torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext():
+            with autocast(self.precision):
                 self.module.training_step(self.batches[i % len(self.batches)], 0)
         return (time.perf_counter() - started) / CHUNK * 1000
 

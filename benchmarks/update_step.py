@@ -117,16 +117,28 @@ class Reference:
                     tp.mul_(0.995).add_(0.005 * p)
 
 
+def outside_a_trainer(module):
+    """``module.training_step`` runnable without a Trainer: its own plain optimizers and a plain
+    backward (without a Trainer it logs nothing)."""
+    optimizers = module.configure_optimizers()
+    module.optimizers = lambda: optimizers
+    module.manual_backward = torch.Tensor.backward
+    return module
+
+
+def autocast(precision: str):
+    """The update's precision, to enter per update as Lightning does: autocast's cache of cast weights
+    lives as long as its context, so one context around many optimizer steps would reuse stale casts."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
+
+
 class Ours:
-    """The module's own ``training_step``, outside a Trainer: plain optimizers, a plain backward, no logging."""
+    """The module's own ``training_step``, outside a Trainer."""
 
     def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden, compile_losses=False):
         self.module = SMAC(obs_dim, act_dim, latent, enc_hidden, (64, 64), hidden, hidden, compile_losses=compile_losses)
         self.module.setup("fit")
-        opts = self.module.configure_optimizers()
-        self.module.optimizers = lambda: opts
-        self.module.manual_backward = torch.Tensor.backward
-        self.module.log_dict = lambda *args, **kwargs: None
+        outside_a_trainer(self.module)
 
     def update(self, context, rl, self_supervised=False):
         self.module.phase = Phase.SELF_SUPERVISED if self_supervised else Phase.OFFLINE
@@ -134,8 +146,8 @@ class Ours:
 
 
 def time_updates(impl, batches, updates, self_supervised, precision):
-    def update(context, rl):  # autocast per update, as Lightning does: its cache of cast weights lives as long as the context
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+    def update(context, rl):
+        with autocast(precision):
             impl.update(context, rl, self_supervised)
 
     for context, rl in batches[:5]:  # warm-up

@@ -149,23 +149,22 @@ class SMACCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._show_progress()
-        self._atomic_checkpoints()
-        self._check_tracking()
-        if self.config_init["fit"].get("ckpt_path") == "last":
-            self._resume_last()
-        self._name_run("fit")
-        self._log_precision_choice()
+        self._prepare("fit")
 
     def before_validate(self) -> None:
-        self._atomic_checkpoints()
-        self._check_tracking()
-        self._name_run("validate")
-        self._log_precision_choice()
+        self._prepare("validate")
 
     def before_test(self) -> None:
+        self._prepare("test")
+
+    def _prepare(self, stage: str) -> None:
+        """What every command does before it runs: atomic checkpoints, a reachable tracking server,
+        ``--ckpt_path last`` resolved (fit), the run named, the precision choice logged."""
         self._atomic_checkpoints()
         self._check_tracking()
-        self._name_run("test")
+        if stage == "fit" and self.config_init["fit"].get("ckpt_path") == "last":
+            self._resume_last()
+        self._name_run(stage)
         self._log_precision_choice()
 
     def after_fit(self) -> None:

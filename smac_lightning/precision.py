@@ -25,9 +25,9 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
 
 
 def choose_precision(accelerator: str, flags: set[str]) -> tuple[str, str]:
-    """``(precision, reason)`` for a run on ``accelerator`` (``cpu``, ``gpu``, ``cuda``, ``auto``...)
-    whose CPU has ``flags``."""
-    if accelerator not in ("cpu", "auto"):
+    """``(precision, reason)`` for a run on ``accelerator`` (``cpu``, ``gpu``, ``cuda``...; the CLI
+    resolves ``auto`` first) whose CPU has ``flags``."""
+    if accelerator != "cpu":
         return "32-true", f"accelerator {accelerator}: float32 (the update is bound by kernel launches, not matmul rate)"
     native = [flag for flag in NATIVE_BF16_FLAGS if flag in flags]
     if native:

@@ -134,7 +134,7 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
         return None
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.updates % self.trainer.log_every_n_steps == 0:
+        if self.logs_this_update:  # what was just logged is checked
             self.check_finite()
 
     def on_validation_start(self) -> None:
