@@ -104,6 +104,23 @@ def test_phase_switch_freezes_encoder_and_decoder_bit_identically(self_supervise
     assert all(moved), "the policy must keep training"
 
 
+def test_the_phase_trains_encoder_and_decoder_only_when_asked(tmp_path):
+    """``self_supervised.train_encoder``: eq. (3) keeps its gradient after the switch, beside the PEARL term."""
+    for asked in (False, True):
+        made = smoke_cli(tmp_path / str(asked), "--model.self_supervised.train_encoder", str(asked).lower())
+        module, dm = made.model, made.datamodule
+        module.switch_to_self_supervised(dm)
+        assert module.trains_encoder is asked
+        params = [*module.encoder.parameters(), *module.decoder.parameters()]
+        assert all(p.requires_grad is asked for p in params)
+        batch = dm.sample_meta_batch()
+        losses = module.compute_losses(batch["context"], batch["rl"])
+        assert "pearl_loss" in losses and ("encoder_loss" in losses) is asked
+        if asked:
+            grads = torch.autograd.grad(losses["encoder_loss"], params)
+            assert all(g.abs().sum() > 0 for g in grads)
+
+
 def test_self_supervised_phase_appends_generated_rows_without_the_true_reward(self_supervised_run):
     made, watch, _ = self_supervised_run
     dm, module = made.datamodule, made.model

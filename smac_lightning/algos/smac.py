@@ -203,8 +203,10 @@ class SMAC(MetaLearner):
 
     @property
     def trains_encoder(self) -> bool:
-        """Eq. (3) trains encoder and decoder in the offline phase only (never with the true task as z)."""
-        return self.phase == Phase.OFFLINE and not self.hparams.true_task_as_z
+        """Eq. (3) trains encoder and decoder in the offline phase, in the self-supervised one only with
+        ``self_supervised.train_encoder``, never with the true task as z."""
+        in_phase = self.phase == Phase.OFFLINE or self.self_supervised.train_encoder
+        return in_phase and not self.hparams.true_task_as_z
 
     @property
     def adds_pearl_term(self) -> bool:
@@ -212,7 +214,7 @@ class SMAC(MetaLearner):
         return self.phase == Phase.SELF_SUPERVISED and self.hparams.lambda_pearl != 0
 
     def on_train_start(self) -> None:
-        if self.phase == Phase.SELF_SUPERVISED:  # resumed in the phase
+        if self.phase == Phase.SELF_SUPERVISED and not self.trains_encoder:  # resumed in the phase
             self._freeze_encoder_and_decoder()
 
     def on_train_batch_start(self, batch, batch_idx: int):
@@ -227,9 +229,11 @@ class SMAC(MetaLearner):
         return super().on_train_batch_start(batch, batch_idx)
 
     def switch_to_self_supervised(self, dm) -> None:
-        """Encoder and decoder frozen; held-out tasks get replay rows if the phase collects on them."""
-        self._freeze_encoder_and_decoder()
+        """Encoder and decoder frozen (unless the phase trains them); held-out tasks get replay rows if
+        the phase collects on them."""
         self.phase = Phase.SELF_SUPERVISED
+        if not self.trains_encoder:
+            self._freeze_encoder_and_decoder()
         if self.self_supervised.tasks == "test":
             dm.add_held_out_tasks()
 

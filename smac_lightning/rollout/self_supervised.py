@@ -52,6 +52,10 @@ class SelfSupervisedConfig:
         tasks: ``train`` or ``test``: collect on the held-out tasks instead (the paper's appendix B).
             Their rows join the replays under their own task index and meta-batches draw them too;
             their labels and first contexts come from the dataset's held-out encoder rows.
+        train_encoder: keep training encoder and decoder with eq. (3) in this phase, on contexts and RL
+            rows that now include the online ones and their labels (the authors'
+            ``train_encoder_decoder_in_unsupervised_phase``, off in all their examples): the encoder
+            learns to read the agent's own exploration. Labels still take z from offline rows.
     """
 
     iterations: int = 501
@@ -63,6 +67,7 @@ class SelfSupervisedConfig:
     encoder_buffer: Literal["append", "freeze"] = "append"
     rewards: Literal["generated", "true"] = "generated"
     tasks: Literal["train", "test"] = "train"
+    train_encoder: bool = False
 
     def __post_init__(self):
         name = "model.self_supervised"

@@ -1,0 +1,34 @@
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_path = Path(__file__).parent.parent / "diagnostics" / "point_robot_posterior.py"
+_spec = importlib.util.spec_from_file_location("point_robot_posterior", _path)
+posterior = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(posterior)
+
+
+def test_heading_straight_to_the_goal_scores_by_hand():
+    goal = np.array([[1.0, 0.0]])
+    # ten steps of 0.1 reach it: distances 0.9, 0.8, ..., 0.0, then zero for the other ten
+    assert abs(posterior.head_straight_to(goal, goal, 20)[0] + 4.5) < 1e-9
+    # a target short of the goal: 5 steps to (0.5, 0), then 15 steps at distance 0.5
+    short = posterior.head_straight_to(np.array([[0.5, 0.0]]), goal, 20)[0]
+    assert abs(short + (0.9 + 0.8 + 0.7 + 0.6 + 0.5 + 15 * 0.5)) < 1e-9
+
+
+class _ExactDecoder(torch.nn.Module):
+    """Rewards -|x - g| with the goal angle read from z's first entry."""
+
+    def forward(self, observation, action, z):
+        goal = torch.stack([z[..., 0].cos(), z[..., 0].sin()], -1)
+        return -(observation - goal).norm(dim=-1, keepdim=True)
+
+
+def test_the_decoded_goal_is_the_goal_a_decoder_rewards():
+    angles = torch.tensor([0.3, 1.5, 2.9])
+    z = torch.stack([angles, torch.zeros(3)], -1)
+    decoded = posterior.decoded_goals(_ExactDecoder(), z)
+    np.testing.assert_allclose(np.arctan2(decoded[:, 1], decoded[:, 0]), angles.numpy(), atol=np.pi / 180)
