@@ -154,12 +154,20 @@ def test_dataset_is_one_buffer_with_its_success_rate_and_pictures(tmp_path):
 
 
 def test_meta_test_success_counts_episodes_that_reach_the_success_reward_on_a_valid_step():
-    tester = MetaTester(SawyerFamily(num_train_tasks=1, num_test_tasks=1), MetaTestProtocol())
+    family = SawyerFamily(num_train_tasks=1, num_test_tasks=1)
+    tester = MetaTester(family, MetaTestProtocol(runs_per_task=1))
     reward = torch.tensor([[-1.0, 0.0, -1.0], [-1.0, -1.0, -1.0], [-1.0, -1.0, 0.0]]).unsqueeze(-1)
     valid = torch.tensor([[True, True, True], [True, True, True], [True, True, False]])  # the 3rd ended early
     episodes = TensorDict({"reward": reward, "valid": valid}, batch_size=[3, 3])
-    assert tester._success(episodes) == pytest.approx(1 / 3)
-    assert "final_success" in tester.metric_names() and "final_success_offline_context" in tester.metric_names()
+    tasks = np.zeros((3, S.TASK_DIM))
+    tasks[:, S.BEHAVIOUR] = [0, 0, 2]  # move the hand twice (one success), the bottom drawer once (none)
+    success = tester._success(episodes, tasks, "final_success")
+    assert success == pytest.approx({"final_success": 1 / 3, "final_success/move_hand": 1 / 2, "final_success/open_bottom_drawer": 0.0})
+    assert tester.task_counts(tasks)["final_success/move_hand"] == 2
+    assert tester.task_counts(tasks)["final_success_offline_context/open_top_drawer"] == 0
+    names = tester.metric_names()
+    assert "final_success" in names and "final_success_offline_context" in names
+    assert {f"final_success/{b}" for b in S.BEHAVIOURS[:3]} <= set(names) and "final_success/lift_object" not in names
     dense = MetaTester(PointRobotFamily(num_train_tasks=1, num_test_tasks=1), MetaTestProtocol())
     assert not any("success" in name for name in dense.metric_names())
 

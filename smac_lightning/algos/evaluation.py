@@ -58,13 +58,16 @@ class MetaEvaluation:
                     self.test_episodes = self._tester.episodes
             episodes = count * self.evaluation.runs_per_task * (self.evaluation.num_exploration + 2)
             env_steps += episodes * dm.family.horizon  # at most: episodes may end early
+            counts = self._tester.task_counts(tasks[shard].numpy())  # per-group metrics: their tasks only
             for key in self._tester.metric_names(offline is not None, decoder is not None, posterior=not true_task):
-                weighted[f"eval/{split}/{key}"] = torch.tensor([result.get(key, 0.0) * count, count], dtype=torch.float64)
+                n = counts.get(key, count)
+                weighted[f"eval/{split}/{key}"] = torch.tensor([result.get(key, 0.0) * n, n], dtype=torch.float64)
         if world > 1:
             keys = sorted(weighted)
             gathered = self.all_gather(torch.stack([weighted[k] for k in keys]))  # [world, keys, 2]
             weighted = dict(zip(keys, gathered.sum(0)))
-        metrics = {key: (total / count).item() for key, (total, count) in weighted.items()}
+        # a group no evaluated task belongs to (every rank agrees, the counts are gathered) is not logged
+        metrics = {key: (total / count).item() for key, (total, count) in weighted.items() if count > 0}
         metrics["eval/env_steps_per_second"] = env_steps / (time.perf_counter() - started)
         for key in DIAGNOSTICS:
             if f"eval/train/{key}" in metrics:

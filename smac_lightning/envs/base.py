@@ -68,6 +68,13 @@ class TaskFamily(ABC):
         """Family-specific facts about freshly generated buffers, stored in the manifest."""
         return {}
 
+    # Names of the kinds of task whose success meta-test also reports apart (``task_groups``).
+    task_group_names: tuple[str, ...] = ()
+
+    def task_groups(self, tasks: np.ndarray) -> dict[str, np.ndarray]:
+        """A boolean mask over ``tasks`` per name of ``task_group_names``."""
+        return {}
+
     def task_sets(self) -> tuple[np.ndarray, np.ndarray]:
         """Fixed train and held-out test tasks: one seeded draw, first train then test."""
         tasks = self.sample_tasks(self.num_train_tasks + self.num_test_tasks, self.seed)

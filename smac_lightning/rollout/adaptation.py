@@ -70,21 +70,39 @@ class MetaTester:
         (its KLs) or the true task in z's place."""
         names = [f"return_by_trajectory_{k}" for k in range(self.protocol.num_exploration + 1)]
         names += ["final_return", "action_saturation"] + ["kl_online_paper", "kl_online_matched"] * posterior
-        names += ["reward_error_online"] * decoder + ["final_success"] * self._counts_success
+        names += ["reward_error_online"] * decoder + self._success_names("final_success")
         if offline_context:
             names += ["final_return_offline_context"] + ["kl_offline_paper", "kl_offline_matched"] * posterior
-            names += ["reward_error_offline", "label_error_online"] * decoder + ["final_success_offline_context"] * self._counts_success
+            names += ["reward_error_offline", "label_error_online"] * decoder + self._success_names("final_success_offline_context")
         return names
+
+    def _success_names(self, name: str) -> list[str]:
+        if not self._counts_success:
+            return []
+        return [name] + [f"{name}/{group}" for group in self.family.task_group_names]
+
+    def task_counts(self, tasks: np.ndarray) -> dict[str, int]:
+        """How many of ``tasks`` each per-group metric averages over (the others: all of them)."""
+        counts = {}
+        for group, mask in self.family.task_groups(tasks).items():
+            for name in ("final_success", "final_success_offline_context"):
+                counts[f"{name}/{group}"] = int(mask.sum())
+        return counts
 
     @property
     def _counts_success(self) -> bool:
         return self.family.success_reward is not None
 
-    def _success(self, episodes: TensorDict) -> float:
-        """Fraction of episodes that reach the family's success reward at some valid step."""
+    def _success(self, episodes: TensorDict, tasks: np.ndarray, name: str) -> dict[str, float]:
+        """``name``: the fraction of episodes that reach the family's success reward at some valid step;
+        ``name/<group>`` the same over each group's tasks that ``tasks`` has."""
         reward = episodes["reward"].squeeze(-1)
-        hit = (reward >= self.family.success_reward) & episodes["valid"]
-        return hit.any(-1).float().mean().item()
+        hit = ((reward >= self.family.success_reward) & episodes["valid"]).any(-1).float().cpu()
+        out = {name: hit.mean().item()}
+        for group, mask in self.family.task_groups(tasks).items():
+            if mask.any():
+                out[f"{name}/{group}"] = hit.view(len(tasks), -1)[torch.as_tensor(mask)].mean().item()
+        return out
 
     def _episode(self, tasks: np.ndarray, policy, mean: torch.Tensor, var: torch.Tensor, seed: int) -> TensorDict:
         """One episode per run of each task with z ~ N(mean, var) (one row per run), drawn per step or once."""
@@ -137,7 +155,7 @@ class MetaTester:
             metrics["kl_online_matched"] = kl_to_standard_normal(mean, var).mean().item()
             metrics["kl_online_paper"] = kl_to_standard_normal(*posterior(torch.cat([history, adapted], dim=1))).mean().item()
         if self._counts_success:
-            metrics["final_success"] = self._success(adapted)
+            metrics.update(self._success(adapted, tasks, "final_success"))
         if decoder is not None:
             metrics["reward_error_online"] = reward_error(decoder, history, mean)
         if offline_context is not None:
@@ -154,7 +172,7 @@ class MetaTester:
             if decoder is not None:  # eq. 4's labels of the agent's own data, against the true rewards
                 metrics["label_error_online"] = reward_error(decoder, history, mean_paper.repeat_interleave(runs, 0))
             if self._counts_success:
-                metrics["final_success_offline_context"] = self._success(offline)
+                metrics.update(self._success(offline, tasks, "final_success_offline_context"))
             if decoder is not None:
                 metrics["reward_error_offline"] = reward_error(decoder, context, mean)
         return metrics

@@ -69,6 +69,15 @@ class SawyerFamily(TaskFamily):
     def behaviour_policy(self, rng: np.random.Generator) -> ScriptedSawyer:
         return ScriptedSawyer(rng, num_behaviours=self.behaviours)
 
+    @property
+    def task_group_names(self) -> tuple[str, ...]:
+        return S.BEHAVIOURS[: self.behaviours]
+
+    def task_groups(self, tasks: np.ndarray) -> dict[str, np.ndarray]:
+        """The scenes of each desired behaviour."""
+        behaviour = np.rint(np.asarray(tasks)[:, S.BEHAVIOUR]).astype(int)
+        return {name: behaviour == i for i, name in enumerate(self.task_group_names)}
+
     def describe_data(self, buffers: dict) -> dict:
         """Per buffer, the fraction of scripted trajectories that achieve the rewarded behaviour at some step."""
         out = {}
