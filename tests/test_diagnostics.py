@@ -32,3 +32,31 @@ def test_the_decoded_goal_is_the_goal_a_decoder_rewards():
     z = torch.stack([angles, torch.zeros(3)], -1)
     decoded = posterior.decoded_goals(_ExactDecoder(), z)
     np.testing.assert_allclose(np.arctan2(decoded[:, 1], decoded[:, 0]), angles.numpy(), atol=np.pi / 180)
+
+
+_sawyer_path = Path(__file__).parent.parent / "diagnostics" / "sawyer.py"
+_sawyer_spec = importlib.util.spec_from_file_location("sawyer_diagnostics", _sawyer_path)
+sawyer = importlib.util.module_from_spec(_sawyer_spec)
+_sawyer_spec.loader.exec_module(sawyer)
+
+
+def test_sawyer_data_rewards_are_the_success_test_and_a_changed_one_is_caught(tmp_path):
+    from smac_lightning.data.generate import generate_dataset
+    from smac_lightning.envs import SawyerFamily
+
+    ds = generate_dataset(SawyerFamily(num_train_tasks=2, num_test_tasks=1, data_horizon=30), tmp_path / "d",
+                          rl_size=60, encoder_size=30, seed=0, progress=False)
+    tasks, buffer = np.asarray(ds.train_tasks), ds.train_rl
+    nxt, reward = buffer["next", "observation"].numpy(), buffer["reward"].squeeze(-1).numpy()
+    assert sawyer.rewards_match(nxt, reward, tasks)
+    reward[0, 5] = -1.0 - reward[0, 5]  # 0 <-> -1
+    assert not sawyer.rewards_match(nxt, reward, tasks)
+
+
+def test_success_within_and_discounted_returns_by_hand():
+    reward = np.array([[-1, -1, 0, -1, -1, -1, -1, -1.0]])  # two 4-step trajectories, one rewarded at step 2
+    assert sawyer.success_within(reward, 4, 4)[0] == 0.5
+    assert sawyer.success_within(reward, 4, 2)[0] == 0.0
+    returns = sawyer.discounted_returns(torch.tensor(reward, dtype=torch.float32), 4, 0.5)
+    expected = [-1 - 0.5 + 0 - 0.125, -1 + 0 - 0.25, 0 - 0.5, -1, -1 - 0.5 - 0.25 - 0.125, -1 - 0.5 - 0.25, -1.5, -1]
+    np.testing.assert_allclose(returns[0].numpy(), expected)
