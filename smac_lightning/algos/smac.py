@@ -183,8 +183,9 @@ class SMAC(MetaLearner):
 
     def training_step(self, batch: TensorDict, batch_idx: int) -> None:
         """One SMAC update. Offline: eq. (3) trains encoder and decoder, the critics their TD error,
-        the actor eq. (2). Self-supervised: encoder and decoder stay frozen and the actor adds the
-        PEARL term (``compute_losses`` says which losses the phase has)."""
+        the actor eq. (2). Self-supervised: encoder and decoder stay frozen (unless
+        ``self_supervised.train_encoder``) and the actor adds the PEARL term (``compute_losses``
+        says which losses the phase has)."""
         encoder_opt, critic_opt, actor_opt = self.optimizers()
         losses = self.compute_losses(batch["context"], batch["rl"], batch.get("task_description", None))
         # Each loss reaches only its own network's parameters, so one backward serves all three.

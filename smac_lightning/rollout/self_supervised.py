@@ -29,11 +29,11 @@ class SelfSupervisedConfig:
     the others z ~ q(z | ``context_size`` rows of the task's encoder buffer). z is resampled
     every step or once per trajectory as ``model.evaluation.resample_z`` says, so collection and
     meta-test never disagree. Whole trajectories are collected until a task has the steps; the
-    trajectories of a stage run in lock-step. Every trajectory is labelled by the frozen decoder
-    with its own z ~ q(z | ``context_size`` offline rows of its task), the encoder buffer as it
-    was at the switch (eq. 4). All rows go to the task's RL buffer; the prior rows also go to a
-    separate encoder buffer (``data.encoder_buffer: separate``) unless ``encoder_buffer`` is
-    ``freeze``. Then ``updates_per_iteration`` gradient updates follow.
+    trajectories of a stage run in lock-step. Every trajectory is labelled by the decoder (frozen
+    unless ``train_encoder``) with its own z ~ q(z | ``context_size`` offline rows of its task),
+    the encoder buffer as it was at the switch (eq. 4). All rows go to the task's RL buffer; the
+    prior rows also go to a separate encoder buffer (``data.encoder_buffer: separate``) unless
+    ``encoder_buffer`` is ``freeze``. Then ``updates_per_iteration`` gradient updates follow.
 
     Args:
         iterations: collect-then-train iterations (the authors: 51 on Cheetah, 501 by default).
