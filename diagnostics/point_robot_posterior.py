@@ -36,7 +36,8 @@ from smac_lightning.rollout.episodes import LockstepEnvs, episode_returns
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
 PROTOCOLS = ("step", "trajectory", "stochastic", "sequential", "scripted")
-ARC = torch.stack([torch.linspace(0, np.pi, 181).cos(), torch.linspace(0, np.pi, 181).sin()], -1)
+ANGLES = torch.linspace(0, np.pi, 181)
+ARC = torch.stack([ANGLES.cos(), ANGLES.sin()], -1)  # candidate goals, one per degree
 
 
 def head_straight_to(target: np.ndarray, goals: np.ndarray, horizon: int) -> np.ndarray:

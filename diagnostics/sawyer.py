@@ -51,7 +51,7 @@ def describe_data(ds, horizon: int) -> None:
         reward = buffer["reward"].squeeze(-1).numpy()
         same = rewards_match(buffer["next", "observation"].numpy(), reward, tasks)
         print(f"{split}: stored rewards are the evaluation's sparse reward of the next observation: {same} ({reward.size} rows)")
-        behaviour = np.rint(tasks[:, S.BEHAVIOUR]).astype(int)
+        behaviour = S.behaviour_index(tasks)
         within = {steps: success_within(reward, horizon, steps) for steps in (horizon, 50, 25)}
         for b in sorted(set(behaviour)):
             rows = behaviour == b
@@ -79,7 +79,7 @@ def describe_checkpoint(path: str, ds, horizon: int) -> None:
     reward = rl["reward"].squeeze(-1)
     returns = discounted_returns(reward * model.hparams.reward_scale, horizon, model.hparams.gamma)
     start = (torch.arange(rl.shape[1]) % horizon) < 25
-    behaviour = np.rint(tasks[:, S.BEHAVIOUR]).astype(int)
+    behaviour = S.behaviour_index(tasks)
     for b in sorted(set(behaviour)):
         rows = torch.as_tensor(behaviour == b)
         rewarded = reward[rows] == 0

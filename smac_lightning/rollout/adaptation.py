@@ -25,6 +25,11 @@ from smac_lightning.rollout.episodes import LockstepEnvs, action_saturation, epi
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
 
+# Success from the agent's own exploration and from an offline history (sparse-reward families),
+# each also reported per task group as ``<name>/<group>``.
+SUCCESS_METRICS = ("final_success", "final_success_offline_context")
+
+
 @dataclass
 class MetaTestProtocol:
     """How meta-test evaluation runs.
@@ -70,10 +75,10 @@ class MetaTester:
         (its KLs) or the true task in z's place."""
         names = [f"return_by_trajectory_{k}" for k in range(self.protocol.num_exploration + 1)]
         names += ["final_return", "action_saturation"] + ["kl_online_paper", "kl_online_matched"] * posterior
-        names += ["reward_error_online"] * decoder + self._success_names("final_success")
+        names += ["reward_error_online"] * decoder + self._success_names(SUCCESS_METRICS[0])
         if offline_context:
             names += ["final_return_offline_context"] + ["kl_offline_paper", "kl_offline_matched"] * posterior
-            names += ["reward_error_offline", "label_error_online"] * decoder + self._success_names("final_success_offline_context")
+            names += ["reward_error_offline", "label_error_online"] * decoder + self._success_names(SUCCESS_METRICS[1])
         return names
 
     def _success_names(self, name: str) -> list[str]:
@@ -83,11 +88,8 @@ class MetaTester:
 
     def task_counts(self, tasks: np.ndarray) -> dict[str, int]:
         """How many of ``tasks`` each per-group metric averages over (the others: all of them)."""
-        counts = {}
-        for group, mask in self.family.task_groups(tasks).items():
-            for name in ("final_success", "final_success_offline_context"):
-                counts[f"{name}/{group}"] = int(mask.sum())
-        return counts
+        groups = self.family.task_groups(tasks)
+        return {f"{name}/{group}": int(mask.sum()) for name in SUCCESS_METRICS for group, mask in groups.items()}
 
     @property
     def _counts_success(self) -> bool:
@@ -155,7 +157,7 @@ class MetaTester:
             metrics["kl_online_matched"] = kl_to_standard_normal(mean, var).mean().item()
             metrics["kl_online_paper"] = kl_to_standard_normal(*posterior(torch.cat([history, adapted], dim=1))).mean().item()
         if self._counts_success:
-            metrics.update(self._success(adapted, tasks, "final_success"))
+            metrics.update(self._success(adapted, tasks, SUCCESS_METRICS[0]))
         if decoder is not None:
             metrics["reward_error_online"] = reward_error(decoder, history, mean)
         if offline_context is not None:
@@ -172,7 +174,7 @@ class MetaTester:
             if decoder is not None:  # eq. 4's labels of the agent's own data, against the true rewards
                 metrics["label_error_online"] = reward_error(decoder, history, mean_paper.repeat_interleave(runs, 0))
             if self._counts_success:
-                metrics.update(self._success(offline, tasks, "final_success_offline_context"))
+                metrics.update(self._success(offline, tasks, SUCCESS_METRICS[1]))
             if decoder is not None:
                 metrics["reward_error_offline"] = reward_error(decoder, context, mean)
         return metrics

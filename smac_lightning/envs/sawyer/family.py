@@ -75,7 +75,7 @@ class SawyerFamily(TaskFamily):
 
     def task_groups(self, tasks: np.ndarray) -> dict[str, np.ndarray]:
         """The scenes of each desired behaviour."""
-        behaviour = np.rint(np.asarray(tasks)[:, S.BEHAVIOUR]).astype(int)
+        behaviour = S.behaviour_index(tasks)
         return {name: behaviour == i for i, name in enumerate(self.task_group_names)}
 
     def describe_data(self, buffers: dict) -> dict:

@@ -145,11 +145,16 @@ def sample_scenes(n: int, seed: int, num_behaviours: int = 3) -> np.ndarray:
     return np.stack(rows)
 
 
+def behaviour_index(task: np.ndarray) -> np.ndarray:
+    """The desired behaviour (an index into ``BEHAVIOURS``) of each task row ``[..., TASK_DIM]``."""
+    return np.rint(np.asarray(task)[..., BEHAVIOUR]).astype(int)
+
+
 def achieved(observation: np.ndarray, task: np.ndarray) -> np.ndarray:
     """Whether each observation (``[..., 13]``) satisfies its task's desired behaviour (``[..., 10]``)."""
     obs, task = np.asarray(observation, np.float64), np.asarray(task, np.float64)
     part = {name: obs[..., s] for name, s in OBS_SLICES.items()}
-    behaviour = np.rint(task[..., BEHAVIOUR]).astype(int)
+    behaviour = behaviour_index(task)
     goal = HAND_GOALS[np.rint(task[..., GOAL_SLOT]).astype(int)]
     obj, tray = part["object"], part["tray"]
     top = part["handle_drawer"][..., 0] > OPEN
