@@ -34,10 +34,20 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (q - target.detach()).pow(2).flatten(1).mean(1).sum()
 
 
-def awac_weights(q: torch.Tensor, v: torch.Tensor, beta: float) -> torch.Tensor:
-    """exp((Q - V) / beta) normalised as a softmax over the whole batch, times the batch size."""
-    advantage = ((q - v) / beta).flatten()
-    return (torch.softmax(advantage, 0) * advantage.numel()).view_as(q)
+def awac_weights(q: torch.Tensor, v: torch.Tensor, beta: float, clip_score: float | None = None,
+                 whiten: bool = False) -> torch.Tensor:
+    """exp((Q - V) / beta) normalised as a softmax over the whole batch, times the batch size.
+
+    ``clip_score`` caps the advantage first, so that no row weighs more than exp(clip / beta)
+    times a row of advantage 0; ``whiten`` divides the advantage's deviation from its batch mean by
+    its batch std first, so that ``beta`` is in standard deviations (the authors' two options).
+    """
+    advantage = (q - v).flatten()
+    if clip_score is not None:
+        advantage = advantage.clamp(max=clip_score)
+    if whiten:
+        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-5)
+    return (torch.softmax(advantage / beta, 0) * advantage.numel()).view_as(q)
 
 
 def awac_actor_loss(log_prob: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

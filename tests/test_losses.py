@@ -82,6 +82,22 @@ def test_awac_weights_are_batch_softmax_times_batch_size():
     torch.testing.assert_close(awac_weights(q, v, beta=2.0), expected)
 
 
+def test_awac_clip_score_caps_the_advantage_before_the_softmax():
+    q, v = torch.tensor([[0.0], [1.0], [5.0]]), torch.zeros(3, 1)
+    # advantages [0, 1, 5] capped at 1 -> [0, 1, 1]; beta 1: weights 3 * [1, e, e] / (1 + 2e)
+    e = math.exp(1.0)
+    expected = torch.tensor([[3 / (1 + 2 * e)], [3 * e / (1 + 2 * e)], [3 * e / (1 + 2 * e)]])
+    torch.testing.assert_close(awac_weights(q, v, beta=1.0, clip_score=1.0), expected)
+
+
+def test_awac_whitened_weights_ignore_the_advantage_scale():
+    q, v = torch.tensor([[1.0], [2.0], [3.0]]), torch.zeros(3, 1)
+    # advantages [1, 2, 3]: mean 2, std 1 -> [-1, 0, 1] (up to the 1e-5 guard); beta 2 -> softmax([-0.5, 0, 0.5])
+    e = torch.tensor([math.exp(-0.5), 1.0, math.exp(0.5)])
+    torch.testing.assert_close(awac_weights(q, v, beta=2.0, whiten=True), (3 * e / e.sum()).view(3, 1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(awac_weights(10 * q, v, beta=2.0, whiten=True), awac_weights(q, v, beta=2.0, whiten=True))
+
+
 def test_awac_actor_loss_by_hand():
     log_prob = torch.tensor([[-1.0], [-2.0]], requires_grad=True)
     q, v = torch.tensor([[0.0], [math.log(3.0)]]), torch.zeros(2, 1)

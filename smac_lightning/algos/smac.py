@@ -57,6 +57,8 @@ class SMAC(MetaLearner):
         tau: float = 0.005,
         reward_scale: float = 5.0,
         awac_beta: float = 100.0,
+        awac_clip_score: float | None = None,
+        awac_whiten: bool = False,
         kl_weight: float = 0.1,
         lambda_pearl: float = 1.0,
         actor_loss: Literal["awac", "bc"] = "awac",
@@ -81,6 +83,10 @@ class SMAC(MetaLearner):
             tau: soft target update rate.
             reward_scale: multiplies rewards in the Bellman target.
             awac_beta: AWAC temperature (lambda in eq. 2).
+            awac_clip_score: cap on the advantage before the AWAC weights (the authors' ``clip_score``;
+                None: no cap, their default): no row weighs more than exp(cap / beta) times one of advantage 0.
+            awac_whiten: standardise the advantage over the batch before the weights, ``beta`` then in
+                standard deviations (the authors' ``normalize_over_batch: whiten``; off, their default).
             kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error
                 (averaged over rows) in eq. 3.
             lambda_pearl: weight of the PEARL actor loss in the self-supervised phase.
@@ -169,7 +175,7 @@ class SMAC(MetaLearner):
         losses["critic_loss"] = critic_loss(q_data, target)
 
         log_prob_data = dist.log_prob(action)
-        weights = awac_weights(q_data.min(0).values.detach(), q_pi.detach(), hp.awac_beta)
+        weights = awac_weights(q_data.min(0).values.detach(), q_pi.detach(), hp.awac_beta, hp.awac_clip_score, hp.awac_whiten)
         losses["awac_ess"] = effective_sample_fraction(weights).detach()
         if hp.actor_loss == "bc":
             losses["actor_loss"] = behaviour_cloning_loss(log_prob_data)
