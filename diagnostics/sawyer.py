@@ -9,7 +9,12 @@ encoder: then z is the posterior mean of 256 rows of each scene's data), it give
 critic's Q on the data's rewarded and unrewarded rows, Q against the Monte-Carlo return over each
 trajectory's first 25 steps (truncated at the trajectory's end, so a bound in magnitude), then runs
 the policy on 20 training scenes twice each and reports success, deterministic and sampled, and
-where the hand ends against the range the data's hand covers.
+where the hand ends against the range the data's hand covers, and where the AWAC weights of a
+meta-batch land: on rows how many steps before their trajectory's first success.
+
+``--bc-bound STEPS`` trains a policy of the model's shape by behaviour cloning on the data's
+successful trajectories up to their first success, with the true task in z's place, and reports
+its success in the simulator: what an actor that extracted exactly the data's successes could do.
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ import numpy as np
 import torch
 
 from smac_lightning.data.dataset import load_dataset
+from smac_lightning.envs import SawyerFamily
 from smac_lightning.envs.sawyer import scene as S
+from smac_lightning.losses import awac_weights, effective_sample_fraction
+from smac_lightning.rollout.episodes import LockstepEnvs
+from smac_lightning.rollout.latent_policy import LatentPolicy
 
 
 def rewards_match(observation_next: np.ndarray, reward: np.ndarray, tasks: np.ndarray) -> bool:
@@ -33,6 +42,34 @@ def success_within(reward: np.ndarray, horizon: int, steps: int) -> np.ndarray:
     n, rows = reward.shape
     episodes = reward[:, : rows - rows % horizon].reshape(n, -1, horizon)
     return (episodes[..., :steps] == 0).any(-1).mean(-1)
+
+
+def replay_deviation(family, task: np.ndarray, observation: np.ndarray, action: np.ndarray,
+                     observation_next: np.ndarray, reward: np.ndarray) -> float:
+    """The simulator reset to ``task`` and given one stored trajectory's actions: the largest deviation
+    of its start and next observations from the stored ones (inf where a reward differs). PyBullet
+    carries contact caches across resets, so a trajectory generated after others in the same
+    process may deviate by float rounding."""
+    env = family.make_data_env(task)
+    start, _ = env.reset()
+    deviation = np.abs(start - observation[0]).max()
+    for t, a in enumerate(action):
+        o, r, *_ = env.step(a)
+        deviation = max(deviation, np.abs(o - observation_next[t]).max(), 0.0 if r == reward[t] else np.inf)
+    env.close()
+    return float(deviation)
+
+
+NEVER = 10**6  # steps_to_success of a row whose trajectory never succeeds
+
+
+def steps_to_success(reward: np.ndarray, horizon: int) -> np.ndarray:
+    """Per row of ``reward`` ``[tasks, rows]``: the steps from it to its trajectory's first rewarded
+    row (0 on that row, negative after it), ``NEVER`` where the trajectory has none."""
+    n, rows = reward.shape
+    episodes = reward.reshape(n, rows // horizon, horizon) == 0
+    steps = episodes.argmax(-1)[..., None] - np.arange(horizon)
+    return np.where(episodes.any(-1)[..., None], steps, NEVER).reshape(n, rows)
 
 
 def discounted_returns(reward: torch.Tensor, horizon: int, gamma: float) -> torch.Tensor:
@@ -53,6 +90,13 @@ def describe_data(ds, horizon: int) -> None:
         print(f"{split}: stored rewards are the evaluation's sparse reward of the next observation: {same} ({reward.size} rows)")
         behaviour = S.behaviour_index(tasks)
         within = {steps: success_within(reward, horizon, steps) for steps in (horizon, 50, 25)}
+        family = SawyerFamily()
+        replays = [(t, k) for t in range(0, len(tasks), max(1, len(tasks) // 5)) for k in (0, 1)]
+        deviation = max(replay_deviation(family, tasks[t], *(buffer[key][t, k * horizon:(k + 1) * horizon].numpy()
+                                         for key in ("observation", "action", ("next", "observation"))),
+                                         reward[t, k * horizon:(k + 1) * horizon]) for t, k in replays)
+        print(f"  replaying stored actions in the simulator: largest observation deviation {deviation:.1e} "
+              f"({len(replays)} trajectories; inf: a reward differs)")
         for b in sorted(set(behaviour)):
             rows = behaviour == b
             fractions = " / ".join(f"{within[k][rows].mean():.2f}" for k in within)
@@ -63,9 +107,6 @@ def describe_data(ds, horizon: int) -> None:
 @torch.no_grad()
 def describe_checkpoint(path: str, ds, horizon: int) -> None:
     from smac_lightning.algos import SMAC
-    from smac_lightning.envs import SawyerFamily
-    from smac_lightning.rollout.episodes import LockstepEnvs
-    from smac_lightning.rollout.latent_policy import LatentPolicy
 
     model = SMAC.load_from_checkpoint(path, map_location="cpu").eval()
     tasks = np.asarray(ds.train_tasks)
@@ -85,31 +126,99 @@ def describe_checkpoint(path: str, ds, horizon: int) -> None:
         rewarded = reward[rows] == 0
         print(f"  {S.BEHAVIOURS[b]:20s} Q on rewarded rows {q[rows][rewarded].mean():7.2f}, others {q[rows][~rewarded].mean():7.2f}; "
               f"first 25 steps: Q {q[rows][:, start].mean():7.2f}, Monte-Carlo {returns[rows][:, start].mean():7.2f}")
+    describe_awac_weights(model, ds, z, horizon)
     hand = rl["observation"][..., 0]
+    print(f"  the data's hand x spans [{hand.min():.2f}, {hand.max():.2f}]")
+    run_policy(model.policy, z, np.asarray(ds.train_tasks))
+
+
+def run_policy(policy, z: torch.Tensor, tasks: np.ndarray, scenes: int = 20) -> None:
+    """Success of ``policy`` (z per scene) on the first ``scenes`` training scenes, twice each,
+    deterministic and sampled, and where the hand ends."""
     family = SawyerFamily()
-    scenes = np.repeat(family.task_sets()[0][:20], 2, axis=0)
     lanes = LockstepEnvs(family.make_env, family.horizon)
-    scene_z = z[:20].repeat_interleave(2, 0)
+    behaviour = np.repeat(S.behaviour_index(tasks[:scenes]), 2)
     for deterministic in (True, False):
         torch.manual_seed(0)
-        episodes = lanes.run(scenes, LatentPolicy(model.policy, scene_z, None, False, deterministic).act, 0)
-        success = (episodes["reward"].squeeze(-1) == 0).any(-1).float().mean().item()
+        episodes = lanes.run(np.repeat(tasks[:scenes], 2, axis=0),
+                             LatentPolicy(policy, z[:scenes].repeat_interleave(2, 0), None, False, deterministic).act, 0)
+        success = (episodes["reward"].squeeze(-1) == 0).any(-1).numpy()
+        per = ", ".join(f"{S.BEHAVIOURS[b]} {success[behaviour == b].mean():.2f}" for b in sorted(set(behaviour)))
         end = episodes["next", "observation"][:, -1, 0]
-        print(f"  {'deterministic' if deterministic else 'sampled':13s} success {success:.2f} on 20 training scenes x 2; "
-              f"hand x at the end {end.mean():.2f} (min {end.min():.2f}); the data's hand x spans [{hand.min():.2f}, {hand.max():.2f}]")
+        print(f"  {'deterministic' if deterministic else 'sampled':13s} success {success.mean():.2f} on {scenes} training scenes x 2 "
+              f"({per}); hand x at the end {end.mean():.2f} (min {end.min():.2f})")
     lanes.close()
+
+
+@torch.no_grad()
+def describe_awac_weights(model, ds, z: torch.Tensor, horizon: int, batches: int = 25, meta_batch: int = 4) -> None:
+    """The checkpoint's AWAC weights on meta-batches (``meta_batch`` tasks x 128 rows, the offline phase's)
+    of the data, by rows' steps to their trajectory's first success."""
+    hp, rl = model.hparams, ds.train_rl
+    to_success = torch.as_tensor(steps_to_success(rl["reward"].squeeze(-1).numpy(), horizon))
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    weights, steps, advantages = [], [], []
+    for _ in range(batches):
+        task = torch.randint(rl.shape[0], (meta_batch, 1), generator=generator)
+        row = torch.randint(rl.shape[1], (task.shape[0], 128), generator=generator)
+        batch, z_rows = rl[task, row], z[task.squeeze(-1)][:, None].expand(-1, 128, -1)
+        q = model.critic(batch["observation"], batch["action"], z_rows).min(0).values
+        v = model.critic(batch["observation"], model.policy(batch["observation"], z_rows).rsample()[0], z_rows).min(0).values
+        w = awac_weights(q, v, hp.awac_beta, hp.get("awac_clip_score"), hp.get("awac_whiten", False))
+        weights.append(w.flatten() / w.sum()), steps.append(to_success[task, row].flatten()), advantages.append((q - v).flatten())
+    w, steps, adv = torch.cat(weights) / batches, torch.cat(steps), torch.cat(advantages)
+    print(f"  AWAC weights on {batches} meta-batches (beta {hp.awac_beta}): effective sample fraction per batch "
+          f"{np.mean([effective_sample_fraction(x).item() for x in weights]):.4f}; by rows' steps to their trajectory's first success:")
+    for name, rows in (("after the first success", steps <= 0), ("1-3 steps before", (steps >= 1) & (steps <= 3)),
+                       ("4-10 steps before", (steps >= 4) & (steps <= 10)), ("11+ steps before", (steps > 10) & (steps < NEVER)),
+                       ("trajectory never succeeds", steps == NEVER)):
+        print(f"    {name:26s} rows {rows.float().mean():.3f}, weight {w[rows].sum():.3f}, mean advantage {adv[rows].mean():6.2f}")
+
+
+def successful_prefixes(reward: np.ndarray, horizon: int) -> np.ndarray:
+    """Rows of ``reward`` ``[tasks, rows]`` whose trajectory succeeds, up to and including its first success."""
+    to_success = steps_to_success(reward, horizon)
+    return (to_success >= 0) & (to_success < NEVER)
+
+
+def bc_bound(ds, horizon: int, updates: int, hidden=(300, 300, 300)) -> None:
+    """Behaviour cloning of the data's successful prefixes with the true task as z; its success."""
+    from smac_lightning.nn.policy import TanhGaussianPolicy
+
+    torch.manual_seed(0)
+    tasks = np.asarray(ds.train_tasks)
+    rl = ds.train_rl
+    keep = torch.as_tensor(successful_prefixes(rl["reward"].squeeze(-1).numpy(), horizon))
+    z = torch.as_tensor(tasks, dtype=torch.float32)
+    task_of_row = torch.arange(rl.shape[0])[:, None].expand(rl.shape).reshape(-1)[keep.reshape(-1)]
+    rows = rl.reshape(-1)[keep.reshape(-1)]
+    policy = TanhGaussianPolicy(rows["observation"].shape[-1], rows["action"].shape[-1], z.shape[-1], hidden)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-4)
+    for _ in range(updates):
+        b = torch.randint(len(rows), (512,))
+        loss = -policy(rows["observation"][b], z[task_of_row[b]]).log_prob(rows["action"][b]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    print(f"behaviour cloning of the successful prefixes ({keep.float().mean():.2f} of the rows), true task as z, {updates} updates:")
+    run_policy(policy, z, tasks)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset")
     parser.add_argument("checkpoint", nargs="?")
+    parser.add_argument("--bc-bound", type=int, default=0, metavar="UPDATES",
+                        help="also train and run the successful-prefix behaviour-cloning bound (20,000 updates: ~4 min)")
     args = parser.parse_args()
     ds = load_dataset(args.dataset)
     horizon = ds.manifest["family"].get("data_horizon", 75)
     describe_data(ds, horizon)
     if args.checkpoint:
         describe_checkpoint(args.checkpoint, ds, horizon)
+    if args.bc_bound:
+        bc_bound(ds, horizon, args.bc_bound)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,24 @@ def test_success_within_and_discounted_returns_by_hand():
     returns = sawyer.discounted_returns(torch.tensor(reward, dtype=torch.float32), 4, 0.5)
     expected = [-1 - 0.5 + 0 - 0.125, -1 + 0 - 0.25, 0 - 0.5, -1, -1 - 0.5 - 0.25 - 0.125, -1 - 0.5 - 0.25, -1.5, -1]
     np.testing.assert_allclose(returns[0].numpy(), expected)
+
+
+def test_steps_to_success_and_successful_prefixes_by_hand():
+    reward = np.array([[-1, -1, 0, 0, -1, -1, -1, -1.0]])  # trajectory 1 first rewarded at step 2, trajectory 2 never
+    np.testing.assert_array_equal(sawyer.steps_to_success(reward, 4)[0], [2, 1, 0, -1] + [sawyer.NEVER] * 4)
+    np.testing.assert_array_equal(sawyer.successful_prefixes(reward, 4)[0], [True, True, True, False] + [False] * 4)
+
+
+def test_sawyer_data_replays_in_the_simulator_and_a_changed_action_is_caught(tmp_path):
+    from smac_lightning.data.generate import generate_dataset
+    from smac_lightning.envs import SawyerFamily
+
+    family = SawyerFamily(num_train_tasks=1, num_test_tasks=1, data_horizon=20)
+    ds = generate_dataset(family, tmp_path / "d", rl_size=20, encoder_size=20, seed=0, progress=False)
+    rows = {key: ds.train_rl[key][0].numpy() for key in ("observation", "action", ("next", "observation"))}
+    reward, task = ds.train_rl["reward"][0].squeeze(-1).numpy(), np.asarray(ds.train_tasks)[0]
+    args = [rows["observation"], rows["action"], rows[("next", "observation")], reward]
+    assert sawyer.replay_deviation(family, task, *args) == 0.0
+    args[1] = args[1].copy()
+    args[1][3, :3] = -args[1][3, :3]  # the hand moves the other way at step 3
+    assert sawyer.replay_deviation(family, task, *args) > 0.01
