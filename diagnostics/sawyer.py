@@ -12,7 +12,7 @@ the policy on 20 training scenes twice each and reports success, deterministic a
 where the hand ends against the range the data's hand covers, and where the AWAC weights of a
 meta-batch land: on rows how many steps before their trajectory's first success.
 
-``--bc-bound STEPS`` trains a policy of the model's shape by behaviour cloning on the data's
+``--bc-bound UPDATES`` trains a policy of the model's shape by behaviour cloning on the data's
 successful trajectories up to their first success, with the true task in z's place, and reports
 its success in the simulator: what an actor that extracted exactly the data's successes could do.
 """
@@ -90,7 +90,7 @@ def describe_data(ds, horizon: int) -> None:
         print(f"{split}: stored rewards are the evaluation's sparse reward of the next observation: {same} ({reward.size} rows)")
         behaviour = S.behaviour_index(tasks)
         within = {steps: success_within(reward, horizon, steps) for steps in (horizon, 50, 25)}
-        family = SawyerFamily()
+        family = SawyerFamily(data_horizon=horizon)
         replays = [(t, k) for t in range(0, len(tasks), max(1, len(tasks) // 5)) for k in (0, 1)]
         deviation = max(replay_deviation(family, tasks[t], *(buffer[key][t, k * horizon:(k + 1) * horizon].numpy()
                                          for key in ("observation", "action", ("next", "observation"))),
@@ -143,7 +143,8 @@ def run_policy(policy, z: torch.Tensor, tasks: np.ndarray, scenes: int = 20) -> 
         episodes = lanes.run(np.repeat(tasks[:scenes], 2, axis=0),
                              LatentPolicy(policy, z[:scenes].repeat_interleave(2, 0), None, False, deterministic).act, 0)
         success = (episodes["reward"].squeeze(-1) == 0).any(-1).numpy()
-        per = ", ".join(f"{S.BEHAVIOURS[b]} {success[behaviour == b].mean():.2f}" for b in sorted(set(behaviour)))
+        per = ", ".join(f"{S.BEHAVIOURS[b]} {success[behaviour == b].mean():.2f} of {(behaviour == b).sum()}"
+                        for b in sorted(set(behaviour)))
         end = episodes["next", "observation"][:, -1, 0]
         print(f"  {'deterministic' if deterministic else 'sampled':13s} success {success.mean():.2f} on {scenes} training scenes x 2 "
               f"({per}); hand x at the end {end.mean():.2f} (min {end.min():.2f})")
@@ -182,11 +183,11 @@ def successful_prefixes(reward: np.ndarray, horizon: int) -> np.ndarray:
     return (to_success >= 0) & (to_success < NEVER)
 
 
-def bc_bound(ds, horizon: int, updates: int, hidden=(300, 300, 300)) -> None:
+def bc_bound(ds, horizon: int, updates: int, seed: int = 0, hidden=(300, 300, 300)) -> None:
     """Behaviour cloning of the data's successful prefixes with the true task as z; its success."""
     from smac_lightning.nn.policy import TanhGaussianPolicy
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     tasks = np.asarray(ds.train_tasks)
     rl = ds.train_rl
     keep = torch.as_tensor(successful_prefixes(rl["reward"].squeeze(-1).numpy(), horizon))
@@ -201,7 +202,8 @@ def bc_bound(ds, horizon: int, updates: int, hidden=(300, 300, 300)) -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    print(f"behaviour cloning of the successful prefixes ({keep.float().mean():.2f} of the rows), true task as z, {updates} updates:")
+    print(f"behaviour cloning of the successful prefixes ({keep.float().mean():.2f} of the rows), true task as z, "
+          f"{updates} updates, seed {seed}:")
     run_policy(policy, z, tasks)
 
 
@@ -211,6 +213,7 @@ def main() -> None:
     parser.add_argument("checkpoint", nargs="?")
     parser.add_argument("--bc-bound", type=int, default=0, metavar="UPDATES",
                         help="also train and run the successful-prefix behaviour-cloning bound (20,000 updates: ~4 min)")
+    parser.add_argument("--seed", type=int, default=0, help="the bound's initialisation and batches")
     args = parser.parse_args()
     ds = load_dataset(args.dataset)
     horizon = ds.manifest["family"].get("data_horizon", 75)
@@ -218,7 +221,7 @@ def main() -> None:
     if args.checkpoint:
         describe_checkpoint(args.checkpoint, ds, horizon)
     if args.bc_bound:
-        bc_bound(ds, horizon, args.bc_bound)
+        bc_bound(ds, horizon, args.bc_bound, args.seed)
 
 
 if __name__ == "__main__":
