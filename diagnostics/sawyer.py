@@ -83,6 +83,7 @@ def discounted_returns(reward: torch.Tensor, horizon: int, gamma: float) -> torc
 
 
 def describe_data(ds, horizon: int) -> None:
+    family = SawyerFamily(data_horizon=horizon)
     for split, buffer, tasks in (("train", ds.train_rl, ds.train_tasks), ("test", ds.test_encoder, ds.test_tasks)):
         tasks = np.asarray(tasks)
         reward = buffer["reward"].squeeze(-1).numpy()
@@ -90,7 +91,6 @@ def describe_data(ds, horizon: int) -> None:
         print(f"{split}: stored rewards are the evaluation's sparse reward of the next observation: {same} ({reward.size} rows)")
         behaviour = S.behaviour_index(tasks)
         within = {steps: success_within(reward, horizon, steps) for steps in (horizon, 50, 25)}
-        family = SawyerFamily(data_horizon=horizon)
         replays = [(t, k) for t in range(0, len(tasks), max(1, len(tasks) // 5)) for k in (0, 1)]
         deviation = max(replay_deviation(family, tasks[t], *(buffer[key][t, k * horizon:(k + 1) * horizon].numpy()
                                          for key in ("observation", "action", ("next", "observation"))),
@@ -167,7 +167,9 @@ def describe_awac_weights(model, ds, z: torch.Tensor, horizon: int, batches: int
         q = model.critic(batch["observation"], batch["action"], z_rows).min(0).values
         v = model.critic(batch["observation"], model.policy(batch["observation"], z_rows).rsample()[0], z_rows).min(0).values
         w = awac_weights(q, v, hp.awac_beta, hp.get("awac_clip_score"), hp.get("awac_whiten", False))
-        weights.append(w.flatten() / w.sum()), steps.append(to_success[task, row].flatten()), advantages.append((q - v).flatten())
+        weights.append(w.flatten() / w.sum())
+        steps.append(to_success[task, row].flatten())
+        advantages.append((q - v).flatten())
     w, steps, adv = torch.cat(weights) / batches, torch.cat(steps), torch.cat(advantages)
     print(f"  AWAC weights on {batches} meta-batches (beta {hp.awac_beta}): effective sample fraction per batch "
           f"{np.mean([effective_sample_fraction(x).item() for x in weights]):.4f}; by rows' steps to their trajectory's first success:")
@@ -192,8 +194,8 @@ def bc_bound(ds, horizon: int, updates: int, seed: int = 0, hidden=(300, 300, 30
     rl = ds.train_rl
     keep = torch.as_tensor(successful_prefixes(rl["reward"].squeeze(-1).numpy(), horizon))
     z = torch.as_tensor(tasks, dtype=torch.float32)
-    task_of_row = torch.arange(rl.shape[0])[:, None].expand(rl.shape).reshape(-1)[keep.reshape(-1)]
     rows = rl.reshape(-1)[keep.reshape(-1)]
+    task_of_row = rows["task"].squeeze(-1)  # each row's index into the training tasks
     policy = TanhGaussianPolicy(rows["observation"].shape[-1], rows["action"].shape[-1], z.shape[-1], hidden)
     optimizer = torch.optim.Adam(policy.parameters(), lr=3e-4)
     for _ in range(updates):
