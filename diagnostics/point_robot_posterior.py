@@ -11,7 +11,10 @@ step for ``step``, per trajectory otherwise, deterministic actions as in meta-te
 - ``trajectory``: one z ~ p(z) per exploration trajectory;
 - ``stochastic``: the same with sampled actions;
 - ``sequential``: the second exploration trajectory with z from the posterior of the first (PEARL's);
-- ``scripted``: the two histories come from the dataset's scripted behaviour: an offline-like context.
+- ``scripted``: the two histories come from the dataset's scripted behaviour: an offline-like context;
+- ``probes``: two fixed, goal-blind histories, noisy straight runs to (1, 0) and to (-1, 0). Their
+  rewards are the distances to the goal from two known paths, which fix the goal: an encoder that
+  reads the reward field decodes it well; one that recognises rewarded (near-goal) rows does not.
 
 Per protocol it prints the adapted return (all goals; goals within 45 degrees of the top; the
 others), the **decoded goal**'s error (the goal on the arc whose true reward function the decoder,
@@ -35,7 +38,8 @@ from smac_lightning.nn import prior
 from smac_lightning.rollout.episodes import LockstepEnvs, episode_returns
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
-PROTOCOLS = ("step", "trajectory", "stochastic", "sequential", "scripted")
+PROTOCOLS = ("step", "trajectory", "stochastic", "sequential", "scripted", "probes")
+PROBE_TARGETS = ((1.0, 0.0), (-1.0, 0.0))
 ANGLES = torch.linspace(0, np.pi, 181)
 ARC = torch.stack([ANGLES.cos(), ANGLES.sin()], -1)  # candidate goals, one per degree
 
@@ -49,6 +53,17 @@ def head_straight_to(target: np.ndarray, goals: np.ndarray, horizon: int) -> np.
         position = position + np.where(distance > MAX_DISPLACEMENT, MAX_DISPLACEMENT * offset / np.maximum(distance, 1e-9), offset)
         ret -= np.linalg.norm(position - goals, axis=-1)
     return ret
+
+
+def run_to(target, noise: float, seed: int):
+    """A goal-blind controller: the dataset's gain towards a fixed ``target``, Gaussian action noise."""
+    rng = np.random.default_rng(seed)
+
+    def act(observation: np.ndarray) -> np.ndarray:
+        direction = 5.0 * (np.asarray(target) - observation) + noise * rng.standard_normal(observation.shape)
+        return np.clip(direction, -1.0, 1.0).astype(np.float32)
+
+    return act
 
 
 def probe_positions() -> torch.Tensor:
@@ -95,6 +110,8 @@ def main() -> None:
                 behaviour = family.behaviour_policy(np.random.default_rng(k))
                 behaviour.reset(goals)
                 history.append(lanes.run(goals, behaviour.act, k))
+        elif name == "probes":
+            history = [lanes.run(goals, run_to(target, 0.3, k), k) for k, target in enumerate(PROBE_TARGETS)]
         elif name == "sequential":
             history = [episode(*p_z, False, True, 0)]
             history.append(episode(*model.encoder.posterior(history[0]), False, True, 1))

@@ -19,6 +19,17 @@ def test_heading_straight_to_the_goal_scores_by_hand():
     assert abs(short + (0.9 + 0.8 + 0.7 + 0.6 + 0.5 + 15 * 0.5)) < 1e-9
 
 
+def test_a_probe_run_reaches_its_target_and_stays():
+    act = posterior.run_to((1.0, 0.0), noise=0.0, seed=0)
+    position, path = np.zeros((1, 2), dtype=np.float32), []
+    for _ in range(20):
+        position = position + posterior.MAX_DISPLACEMENT * act(position)
+        path.append(position[0, 0])
+    # full speed (0.1 a step) until 0.2 short, then the gap halves every step: 0.9, 0.95, ...
+    np.testing.assert_allclose(path[:10], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], atol=1e-6)
+    np.testing.assert_allclose(position, [[1.0, 0.0]], atol=1e-4)
+
+
 class _ExactDecoder(torch.nn.Module):
     """Rewards -|x - g| with the goal angle read from z's first entry."""
 
