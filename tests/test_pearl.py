@@ -164,8 +164,8 @@ def test_pearl_resumed_from_a_mid_run_checkpoint_ends_bit_identical(tmp_path):
     keep = ("--checkpoint.save_top_k", "-1")
     clean = pearl_cli(tmp_path / "clean", *keep)
     clean.trainer.fit(clean.model, clean.datamodule)
-    # after 20 updates (4 optimizer steps each): iteration 1 collected and trained on, iteration 2 not yet
-    (ckpt,) = (tmp_path / "clean" / "runs").rglob("*step=80.ckpt")
+    # after 20 updates (checkpoints are named by update): iteration 1 collected and trained on, iteration 2 not yet
+    (ckpt,) = (tmp_path / "clean" / "runs").rglob("*step=20.ckpt")
     resumed = pearl_cli(tmp_path / "resumed", *keep)
     resumed.trainer.fit(resumed.model, resumed.datamodule, ckpt_path=str(ckpt))
     assert resumed.model.counter_state() == clean.model.counter_state()

@@ -235,7 +235,7 @@ def test_true_task_as_z_needs_the_task_size_and_trains_no_encoder(tmp_path):
 
 def test_checkpoint_in_the_self_supervised_phase_resumes_it(self_supervised_run):
     made, _, tmp_path = self_supervised_run
-    checkpoints = sorted((tmp_path / "runs").rglob("*step=200.ckpt"))  # 40*3 + 40*2 optimizer steps: the end
+    checkpoints = sorted((tmp_path / "runs").rglob("*step=80.ckpt"))  # named by update: the end
     assert checkpoints, list((tmp_path / "runs").rglob("*.ckpt"))
     # Continue the finished run for 2 more self-supervised iterations (40 updates) from its checkpoint.
     resumed = smoke_cli(tmp_path / "resumed", "--data.dataset_dir", str(tmp_path / "data"),

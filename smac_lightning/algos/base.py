@@ -47,7 +47,15 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
     def budgets(self) -> dict[str, int]:
         raise NotImplementedError
 
+    @property
+    def updates_per_batch(self) -> int:
+        """Updates per Lightning batch (``model.updates_per_batch`` where the learner has it): a
+        batch stacks that many meta-batches, so Lightning's own work per batch is shared by them."""
+        return int(self.hparams.get("updates_per_batch", 1))
+
     def setup(self, stage: str) -> None:
+        if self._trainer is not None and stage == "fit":
+            self._count_trainer_intervals_in_batches()
         device = self._trainer.strategy.root_device.type if self._trainer is not None else "cpu"
         mode = compile_mode(self.hparams.get("compile_losses"), device)
         if mode is None or getattr(self, "_losses_compiled", False):
@@ -64,6 +72,35 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
         else:
             self.compute_losses = compiled
         self._losses_compiled = True
+
+    def _count_trainer_intervals_in_batches(self) -> None:
+        """The configs give ``val_check_interval`` and ``log_every_n_steps`` in updates; Lightning
+        counts batches. With K updates per batch both are divided by K once per Trainer, after
+        checking that K divides them and every budget (evaluations, logging and the phase switch
+        then fall on the same updates as with K = 1)."""
+        k, trainer = self.updates_per_batch, self.trainer
+        if k < 1:
+            raise ConfigError(f"model.updates_per_batch={k} must be >= 1")
+        self.trainer.datamodule.updates_per_batch = k
+        if k == 1 or getattr(trainer, "_intervals_in_batches", False):
+            return
+        counts = {"trainer.log_every_n_steps": trainer.log_every_n_steps, **self.budgets(), **self.update_boundaries()}
+        if isinstance(trainer.val_check_interval, int):
+            counts["trainer.val_check_interval"] = trainer.val_check_interval
+        for name, value in counts.items():
+            if value % k:
+                raise ConfigError(
+                    f"{name}={value} is not a multiple of model.updates_per_batch={k}: a batch of {k} updates "
+                    f"would straddle it. Make it a multiple, or set model.updates_per_batch 1."
+                )
+        if isinstance(trainer.val_check_interval, int):
+            trainer.val_check_interval //= k
+        trainer.log_every_n_steps //= k
+        trainer._intervals_in_batches = True
+
+    def update_boundaries(self) -> dict[str, int]:
+        """Update counts, besides the budgets, at which the learner acts between batches (config name -> count)."""
+        return {}
 
     @property
     def total_updates(self) -> int:
@@ -91,13 +128,16 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
         self.updates += 1
         self._last_losses = losses
         if self.logs_this_update:
-            self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
+            logged = {f"train/{k}": v.detach() for k, v in losses.items()}
+            # Lightning's x-axis counts batches; "step" makes it the update count whatever the batch holds
+            self.log_dict({**logged, "step": float(self.updates)}, on_step=True, on_epoch=False)
 
     @property
     def logs_this_update(self) -> bool:
-        """Losses reach the logger every ``trainer.log_every_n_steps`` updates: Lightning's bookkeeping
-        of a logged value costs about as much as a small update, so the other updates skip it."""
-        every = self._trainer.log_every_n_steps if self._trainer is not None else 0
+        """Losses reach the logger every ``trainer.log_every_n_steps`` updates (as configured; the
+        Trainer holds it in batches): Lightning's bookkeeping of a logged value costs about as much
+        as a small update, so the other updates skip it."""
+        every = self._trainer.log_every_n_steps * self.updates_per_batch if self._trainer is not None else 0
         return every > 0 and self.updates % every == 0
 
     def min_q_through_frozen_critic(self, obs: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -111,7 +151,9 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
         torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), self.hparams.tau)
 
     def on_fit_start(self) -> None:
-        interval = self.trainer.val_check_interval
+        interval = self.trainer.val_check_interval  # in batches: in updates below
+        if isinstance(interval, int):
+            interval *= self.updates_per_batch
         for name, value in self.budgets().items():
             if value < 0:
                 raise ConfigError(f"{name}={value} must be >= 0")

@@ -77,7 +77,7 @@ class MetaEvaluation:
         return metrics
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self.log_dict(self.meta_test(), batch_size=1, sync_dist=True)  # equal on every rank already
+        # equal on every rank already; "step": the x-axis is the update count (Lightning's counts batches)
+        self.log_dict({**self.meta_test(), "step": float(self.updates)}, batch_size=1, sync_dist=True)
 
-    def test_step(self, batch, batch_idx: int) -> None:
-        self.log_dict(self.meta_test(), batch_size=1, sync_dist=True)  # equal on every rank already
+    test_step = validation_step

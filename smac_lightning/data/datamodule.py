@@ -19,12 +19,14 @@ from smac_lightning.errors import ConfigError, DatasetError
 
 
 class _MetaBatches(IterableDataset):
-    """An endless stream of meta-batches; the training budget is counted by the module.
+    """An endless stream of training batches; the training budget is counted by the module.
 
-    Batch ``k`` is drawn from a generator seeded by ``(seed, rank, k)``, and the stream
-    restarts at the first batch training has not consumed. Lightning prefetches a batch
-    ahead, so a generator carried from batch to batch would be saved one batch ahead of
-    the checkpoint and a resumed run would see other batches than an uninterrupted one.
+    Meta-batch ``k`` (the one update ``k`` trains on) is drawn from a generator seeded by
+    ``(seed, rank, k)``, and the stream restarts at the first meta-batch training has not
+    consumed. Lightning prefetches a batch ahead, so a generator carried from batch to batch
+    would be saved one batch ahead of the checkpoint and a resumed run would see other
+    meta-batches than an uninterrupted one. With ``updates_per_batch`` K > 1 a training batch
+    stacks K consecutive meta-batches, ``[K, meta_batch]``: the same meta-batches as K = 1.
     """
 
     def __init__(self, datamodule: "OfflineMetaDataModule"):
@@ -34,8 +36,18 @@ class _MetaBatches(IterableDataset):
         dm = self.datamodule
         k = dm.batches_consumed
         while True:
-            yield dm.sample_meta_batch(torch.Generator().manual_seed(dm.batch_seed(k)), dm.rl_batch_size(k))
-            k += 1
+            drawn = [
+                dm.sample_meta_batch(torch.Generator().manual_seed(dm.batch_seed(k + j)), dm.rl_batch_size(k + j))
+                for j in range(dm.updates_per_batch)
+            ]
+            yield drawn[0] if len(drawn) == 1 else torch.stack(drawn)
+            k += len(drawn)
+
+
+def meta_batches(batch: TensorDict) -> tuple[TensorDict, ...]:
+    """The meta-batches of a training batch, one per update: a ``[meta_batch]`` TensorDict is one,
+    a ``[K, meta_batch]`` stack is K."""
+    return batch.unbind(0) if batch.batch_dims == 2 else (batch,)
 
 
 def default_dataset_dir(family_name: str, rl_size: int, encoder_size: int, dataset_seed: int, pearl: PEARLRecipe | None = None) -> str:
@@ -63,7 +75,8 @@ class MetaDataModule(L.LightningDataModule):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.rank = 0
-        self.batches_consumed = 0
+        self.batches_consumed = 0  # meta-batches training has taken (one per update)
+        self.updates_per_batch = 1  # meta-batches per training batch: set by a learner that takes several
         self.online_batch_size = batch_size
         self.online_from_batch: int | None = None  # set by a learner whose RL batch changes with its phase
         self.held_out_in_replay = False  # held-out tasks' own rows join the replays (self-supervision on them)
@@ -156,7 +169,7 @@ class MetaDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.trainer is not None and self.trainer.training:
-            self.batches_consumed += 1  # called for the batch training_step is about to get
+            self.batches_consumed += self.updates_per_batch  # called for the batch training_step is about to get
         return batch
 
     def state_dict(self) -> dict:
