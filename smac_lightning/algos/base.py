@@ -55,7 +55,7 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self._trainer is not None and stage == "fit":
-            self._count_trainer_intervals_in_batches()
+            self._take_updates_per_batch()
         device = self._trainer.strategy.root_device.type if self._trainer is not None else "cpu"
         mode = compile_mode(self.hparams.get("compile_losses"), device)
         if mode is None or getattr(self, "_losses_compiled", False):
@@ -73,11 +73,12 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
             self.compute_losses = compiled
         self._losses_compiled = True
 
-    def _count_trainer_intervals_in_batches(self) -> None:
-        """The configs give ``val_check_interval`` and ``log_every_n_steps`` in updates; Lightning
-        counts batches. With K updates per batch both are divided by K once per Trainer, after
-        checking that K divides them and every budget (evaluations, logging and the phase switch
-        then fall on the same updates as with K = 1)."""
+    def _take_updates_per_batch(self) -> None:
+        """K updates per batch: the data module stacks K meta-batches per batch, and the Trainer's
+        ``val_check_interval`` and ``log_every_n_steps``, which the configs give in updates while
+        Lightning counts batches, are divided by K once per Trainer, after checking that K divides
+        them and every budget (evaluations, logging and the phase switch then fall on the same
+        updates as with K = 1)."""
         k, trainer = self.updates_per_batch, self.trainer
         if k < 1:
             raise ConfigError(f"model.updates_per_batch={k} must be >= 1")

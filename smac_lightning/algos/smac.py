@@ -103,8 +103,10 @@ class SMAC(MetaLearner):
             compile_losses: run the loss graph (forward and backward) through ``torch.compile``; None: on a
                 GPU only, captured as CUDA graphs (``reduce-overhead``), eager on a CPU (first update ~30 s slower).
             updates_per_batch: updates per Lightning batch (K consecutive meta-batches stacked): Lightning's
-                own work per batch (~2.5 ms on a CPU) is shared by K updates; the meta-batches, evaluations,
-                logging and phase switch stay those of K = 1. Budgets, ``updates_per_iteration``,
+                own work per batch (~2.5 ms on a CPU) is shared by K updates. The offline phase trains
+                bit-identically to K = 1, and evaluations, logging and the switch fall on the same updates;
+                in the self-supervised phase the batch Lightning draws ahead holds K meta-batches, so an
+                iteration's new rows reach the updates a few updates later. Budgets, ``updates_per_iteration``,
                 ``trainer.val_check_interval`` and ``trainer.log_every_n_steps`` must be multiples of K.
         """
         super().__init__()

@@ -26,7 +26,7 @@ class _MetaBatches(IterableDataset):
     consumed. Lightning prefetches a batch ahead, so a generator carried from batch to batch
     would be saved one batch ahead of the checkpoint and a resumed run would see other
     meta-batches than an uninterrupted one. With ``updates_per_batch`` K > 1 a training batch
-    stacks K consecutive meta-batches, ``[K, meta_batch]``: the same meta-batches as K = 1.
+    stacks K consecutive meta-batches, ``[K, meta_batch]``, drawn from the same seeds as with K = 1.
     """
 
     def __init__(self, datamodule: "OfflineMetaDataModule"):
