@@ -49,7 +49,7 @@ def test_bad_self_supervised_settings_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    made = smoke_cli(tmp_path, "--trainer.log_every_n_steps", "5")
+    made = smoke_cli(tmp_path, "--trainer.log_every_n_steps", "5", "--model.updates_per_batch", "5")
     compute = SMAC.compute_losses
 
     def poisoned(module, context, rl, task=None):

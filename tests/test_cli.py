@@ -289,6 +289,6 @@ def test_the_terminal_bar_counts_updates_against_the_budget_with_phase_and_held_
     bar.on_train_batch_end = on_train_batch_end
     trainer.fit(made.model, made.datamodule)
     assert bar.train_progress_bar.total == made.model.total_updates == 80 and bar.train_progress_bar.n == 80
-    assert draws == [1, 80]  # redrawn at most every interval, and at the end
+    assert draws == [10, 80]  # redrawn after the first batch (10 updates), at most every interval, and at the end
     last = made.model.evaluations[-1]["eval/test/final_return"]
     assert bar.get_metrics(trainer, made.model) == {"held-out return": f"{last:.2f}", "phase": "self-supervised"}
