@@ -9,7 +9,7 @@ from smac_lightning.errors import ConfigError
 from helpers import smoke_cli
 
 OFFLINE = ("--model.self_supervised.iterations", "0")
-FIVE = ("--model.updates_per_batch", "5")
+ONE, FIVE = ("--model.updates_per_batch", "1"), ("--model.updates_per_batch", "5")
 
 
 def _fit(tmp_path, *overrides):
@@ -25,10 +25,10 @@ def _logged_steps(tmp_path, key: str) -> list[int]:
 
 
 def test_five_updates_per_batch_train_the_offline_phase_bit_identically_in_a_fifth_of_the_batches(tmp_path):
-    one = _fit(tmp_path / "one", *OFFLINE)
+    one = _fit(tmp_path / "one", *OFFLINE, *ONE)
     five = _fit(tmp_path / "five", *OFFLINE, *FIVE)
     assert one.model.updates == five.model.updates == 40
-    assert five.trainer.fit_loop.epoch_loop._batches_that_stepped == 8
+    assert (one.trainer.fit_loop.epoch_loop._batches_that_stepped, five.trainer.fit_loop.epoch_loop._batches_that_stepped) == (40, 8)
     for key, value in one.model.state_dict().items():
         assert torch.equal(five.model.state_dict()[key], value), key
     # losses logged and evaluations run at the same updates (the smoke config: every 10, at 40)
