@@ -33,7 +33,7 @@ import torch
 
 from smac_lightning.algos import SMAC
 from smac_lightning.envs import PointRobotFamily
-from smac_lightning.envs.point_robot import MAX_DISPLACEMENT
+from smac_lightning.envs.point_robot import MAX_DISPLACEMENT, GoalSeeker
 from smac_lightning.nn import prior
 from smac_lightning.rollout.episodes import LockstepEnvs, episode_returns
 from smac_lightning.rollout.latent_policy import LatentPolicy
@@ -56,14 +56,10 @@ def head_straight_to(target: np.ndarray, goals: np.ndarray, horizon: int) -> np.
 
 
 def run_to(target, noise: float, seed: int):
-    """A goal-blind controller: the dataset's gain towards a fixed ``target``, Gaussian action noise."""
-    rng = np.random.default_rng(seed)
-
-    def act(observation: np.ndarray) -> np.ndarray:
-        direction = 5.0 * (np.asarray(target) - observation) + noise * rng.standard_normal(observation.shape)
-        return np.clip(direction, -1.0, 1.0).astype(np.float32)
-
-    return act
+    """A goal-blind controller: the dataset's scripted behaviour with a fixed ``target`` as its intended goal."""
+    seeker = GoalSeeker(np.random.default_rng(seed), p_true_goal=1.0, noise=noise)
+    seeker.reset(np.asarray([target], dtype=np.float64))  # one target, broadcast over the lanes
+    return seeker.act
 
 
 def probe_positions() -> torch.Tensor:

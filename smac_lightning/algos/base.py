@@ -82,7 +82,7 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
         k, trainer = self.updates_per_batch, self.trainer
         if k < 1:
             raise ConfigError(f"model.updates_per_batch={k} must be >= 1")
-        self.trainer.datamodule.updates_per_batch = k
+        trainer.datamodule.updates_per_batch = k
         if k == 1 or getattr(trainer, "_intervals_in_batches", False):
             return
         counts = {"trainer.log_every_n_steps": trainer.log_every_n_steps, **self.budgets(), **self.update_boundaries()}
@@ -129,9 +129,7 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
         self.updates += 1
         self._last_losses = losses
         if self.logs_this_update:
-            logged = {f"train/{k}": v.detach() for k, v in losses.items()}
-            # Lightning's x-axis counts batches; "step" makes it the update count whatever the batch holds
-            self.log_dict({**logged, "step": float(self.updates)}, on_step=True, on_epoch=False)
+            self.log_at_update({f"train/{k}": v.detach() for k, v in losses.items()}, on_step=True, on_epoch=False)
 
     @property
     def logs_this_update(self) -> bool:

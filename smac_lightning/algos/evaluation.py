@@ -76,8 +76,12 @@ class MetaEvaluation:
         self.evaluations.append({"updates": self.updates, **metrics})
         return metrics
 
+    def log_at_update(self, metrics: dict, **kwargs) -> None:
+        """``log_dict`` with the update count as the logged step: Lightning's own step counts batches,
+        which hold ``updates_per_batch`` updates (checkpoint names follow this step too)."""
+        self.log_dict({**metrics, "step": float(self.updates)}, **kwargs)
+
     def validation_step(self, batch, batch_idx: int) -> None:
-        # equal on every rank already; "step": the x-axis is the update count (Lightning's counts batches)
-        self.log_dict({**self.meta_test(), "step": float(self.updates)}, batch_size=1, sync_dist=True)
+        self.log_at_update(self.meta_test(), batch_size=1, sync_dist=True)  # equal on every rank already
 
     test_step = validation_step
