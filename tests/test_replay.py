@@ -131,6 +131,15 @@ def test_meta_batch_tasks_are_drawn_with_replacement(family, dataset_dir):
     assert len(tasks) == 9 and len(set(tasks.tolist())) < 9  # more draws than the 6 tasks: repeats
 
 
+def test_stacked_meta_batches_are_the_single_draws_of_their_generators(family, dataset_dir):
+    dm = _loaded(OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=3, batch_size=8, context_size=5))
+    generators = lambda: [torch.Generator().manual_seed(seed) for seed in (4, 5, 6)]  # noqa: E731
+    stacked = dm.sample_meta_batches(generators(), 7)
+    assert stacked.batch_size == (3, 3) and stacked["rl"].batch_size == (3, 3, 7)
+    for one, generator in zip(stacked.unbind(0), generators()):
+        assert (one == dm.sample_meta_batch(generator, 7)).all()
+
+
 def test_rl_batch_grows_at_the_phase_switch_and_contexts_come_from_the_rl_buffer(family, dataset_dir):
     dm = _loaded(OfflineMetaDataModule(family, str(dataset_dir), 50, 30, batch_size=8, online_batch_size=12, context_size=5))
     assert dm.encoder is dm.rl  # the authors' default: the encoder buffer is the RL buffer

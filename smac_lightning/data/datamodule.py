@@ -36,12 +36,11 @@ class _MetaBatches(IterableDataset):
         dm = self.datamodule
         k = dm.batches_consumed
         while True:
-            drawn = [
-                dm.sample_meta_batch(torch.Generator().manual_seed(dm.batch_seed(k + j)), dm.rl_batch_size(k + j))
-                for j in range(dm.updates_per_batch)
-            ]
-            yield drawn[0] if len(drawn) == 1 else torch.stack(drawn)
-            k += len(drawn)
+            generators = [torch.Generator().manual_seed(dm.batch_seed(k + j)) for j in range(dm.updates_per_batch)]
+            # The phase's RL batch changes only at an update boundary, which is a multiple of K.
+            size = dm.rl_batch_size(k)
+            yield dm.sample_meta_batch(generators[0], size) if len(generators) == 1 else dm.sample_meta_batches(generators, size)
+            k += len(generators)
 
 
 def meta_batches(batch: TensorDict) -> tuple[TensorDict, ...]:
@@ -141,16 +140,28 @@ class MetaDataModule(L.LightningDataModule):
     def sample_meta_batch(self, generator: torch.Generator | None = None, batch_size: int | None = None) -> TensorDict:
         """``meta_batch`` training tasks drawn with replacement (as the authors did), each with its context and RL rows."""
         generator = self.generator if generator is None else generator
+        return self._gather(*self._draw(generator, batch_size or self.batch_size))
+
+    def sample_meta_batches(self, generators: list[torch.Generator], batch_size: int | None = None) -> TensorDict:
+        """One meta-batch per generator, each the one ``sample_meta_batch`` draws from it, stacked
+        ``[len(generators), meta_batch]``: one gather per replay for all of them."""
+        drawn = [self._draw(generator, batch_size or self.batch_size) for generator in generators]
+        return self._gather(*(torch.cat(parts) for parts in zip(*drawn))).reshape(len(generators), self.meta_batch)
+
+    def _draw(self, generator: torch.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pool = self.rl.has_rows().nonzero().flatten()  # the training tasks, and held-out ones once they have rows
         tasks = pool[torch.randint(len(pool), (self.meta_batch,), generator=generator)]
+        return tasks, self.encoder.draw(tasks, self.context_size, generator), self.rl.draw(tasks, batch_size, generator)
+
+    def _gather(self, tasks: torch.Tensor, context_rows: torch.Tensor, rl_rows: torch.Tensor) -> TensorDict:
         return TensorDict(
             {
                 "task": tasks,
                 "task_description": self.task_descriptions[tasks].float(),  # only the true-task diagnostic reads it
-                "context": self.encoder.sample(tasks, self.context_size, generator),
-                "rl": self.rl.sample(tasks, batch_size or self.batch_size, generator),
+                "context": self.encoder.rows(tasks, context_rows),
+                "rl": self.rl.rows(tasks, rl_rows),
             },
-            batch_size=[self.meta_batch],
+            batch_size=[len(tasks)],
         )
 
     # Each DataLoader gets its own generator: creating an iterator draws a seed from it, and from

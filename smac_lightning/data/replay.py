@@ -68,12 +68,20 @@ class MultiTaskReplay:
     def sample(self, tasks: torch.Tensor, n: int, generator: torch.Generator | None = None,
                offline_only: bool = False) -> TensorDict:
         """``n`` rows drawn uniformly (with replacement) from each task in ``tasks``: ``[len(tasks), n]``."""
+        return self.rows(tasks, self.draw(tasks, n, generator, offline_only))
+
+    def draw(self, tasks: torch.Tensor, n: int, generator: torch.Generator | None = None,
+             offline_only: bool = False) -> torch.Tensor:
+        """The row numbers ``sample`` would take: ``[len(tasks), n]``."""
         if offline_only:
             start, stop = torch.zeros_like(tasks), torch.full_like(tasks, self.offline_size)
         else:
             start, stop = self.start[tasks], self.sizes[tasks]
         u = torch.rand(len(tasks), n, generator=generator)
-        index = start.unsqueeze(1) + (u * (stop - start).unsqueeze(1)).long()
+        return start.unsqueeze(1) + (u * (stop - start).unsqueeze(1)).long()
+
+    def rows(self, tasks: torch.Tensor, index: torch.Tensor) -> TensorDict:
+        """Rows ``index[i]`` of task ``tasks[i]``, in one gather: ``[len(tasks), index.shape[1]]``."""
         return self.storage[tasks.unsqueeze(1), index]
 
     def extend(self, task: int, rows: TensorDict, replace: bool = False) -> None:
