@@ -126,10 +126,11 @@ def outside_a_trainer(module):
     return module
 
 
-def autocast(precision: str):
-    """The update's precision, to enter per update as Lightning does: autocast's cache of cast weights
-    lives as long as its context, so one context around many optimizer steps would reuse stale casts."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
+def autocast(precision: str, cache: bool = True):
+    """The update's precision, to enter per update: autocast's cache of cast weights lives as long as
+    its context, so one context around many optimizer steps would reuse stale casts. Lightning's
+    bf16-mixed turns the cache off (``cache=False``): its context spans a whole ``training_step``."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16"), cache_enabled=cache)
 
 
 class Ours:

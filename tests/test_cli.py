@@ -23,7 +23,7 @@ def _runs(cwd):
 def test_smoke_fit_crosses_the_phase_switch_in_under_a_minute(smoke_run):
     cwd, _, seconds = smoke_run
     assert seconds < 60, f"smoke fit took {seconds:.1f} s"
-    assert (cwd / "data/point_robot-rl200-enc100-seed0/manifest.json").is_file()  # generated on first use
+    assert (cwd / "data/point_robot-rl200-enc100-seed0-goal0/manifest.json").is_file()  # generated on first use
     last = torch.load(next(cwd.glob("runs/*/*/checkpoints/last.ckpt")), weights_only=False)
     assert last["smac"] == {"phase": 1, "updates": 80, "online_transitions": 240, "iterations_done": 2}  # the newest state
 
@@ -114,7 +114,7 @@ def test_output_to_a_file_gets_evaluation_lines_not_bars(tmp_path):
     out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--trainer.enable_progress_bar", "true")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "it/s" not in out.stderr and "episode/s" not in out.stderr  # no bars (text mode turns their \r into lines)
-    assert "generating the point_robot dataset at data/point_robot-rl200-enc100-seed0: 20 episodes" in out.stdout
+    assert "generating the point_robot dataset at data/point_robot-rl200-enc100-seed0-goal0: 20 episodes" in out.stdout
     assert "update 80/80 (self-supervised): held-out return" in out.stdout
 
 
@@ -187,8 +187,8 @@ def test_misaligned_budget_is_refused_with_the_fix(tmp_path):
 def test_data_make_builds_the_dataset_and_refuses_a_foreign_one(tmp_path):
     out = run_cli(tmp_path, "data", "make", *SMOKE_ARGS)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "dataset ready at data/point_robot-rl200-enc100-seed0" in out.stdout
-    assert (tmp_path / "data/point_robot-rl200-enc100-seed0/train/rl/meta.json").is_file()
+    assert "dataset ready at data/point_robot-rl200-enc100-seed0-goal0" in out.stdout
+    assert (tmp_path / "data/point_robot-rl200-enc100-seed0-goal0/train/rl/meta.json").is_file()
     sparse = run_cli(tmp_path, "data", "make", *SMOKE_ARGS, "--data.family.init_args.sparse", "true")
     assert sparse.returncode != 0
     assert "made for task family" in sparse.stderr and "Traceback" not in sparse.stderr.split("DatasetError")[0][-200:]

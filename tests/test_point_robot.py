@@ -67,6 +67,31 @@ def test_bad_family_arguments_are_refused():
         PointRobotFamily(num_train_tasks=0)
     with pytest.raises(ValueError, match="horizon"):
         PointRobotFamily(horizon=0)
+    with pytest.raises(ValueError, match="p_true_goal is a probability, got 1.5"):
+        PointRobotFamily(p_true_goal=1.5)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_share_of_goal_directed_episodes_is_the_family_option(p):
+    family = PointRobotFamily(num_train_tasks=2000, num_test_tasks=1, p_true_goal=p)
+    tasks, _ = family.task_sets()
+    behaviour = family.behaviour_policy(np.random.default_rng(0))
+    behaviour.reset(tasks)
+    share = np.all(behaviour._intended == tasks, axis=-1).mean()
+    assert abs(share - p) < 0.03
+
+
+def test_data_of_another_goal_share_lives_elsewhere_and_is_refused(tmp_path):
+    from smac_lightning.data import OfflineMetaDataModule, generate_dataset, load_dataset
+    from smac_lightning.errors import DatasetError
+
+    small = dict(num_train_tasks=2, num_test_tasks=1)
+    default, other = PointRobotFamily(**small), PointRobotFamily(**small, p_true_goal=0.1)
+    names = [OfflineMetaDataModule(f, rl_size=20, encoder_size=20).dataset_dir.name for f in (default, other)]
+    assert names == ["point_robot-rl20-enc20-seed0-goal0", "point_robot-rl20-enc20-seed0-goal0.1"]
+    generate_dataset(other, tmp_path / "ds", 20, 20, seed=0, progress=False)
+    with pytest.raises(DatasetError, match="'p_true_goal': 0.1"):
+        load_dataset(tmp_path / "ds", default.config())
 
 
 def test_behaviour_policy_is_far_from_optimal():

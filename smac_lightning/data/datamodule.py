@@ -49,9 +49,9 @@ def meta_batches(batch: TensorDict) -> tuple[TensorDict, ...]:
     return batch.unbind(0) if batch.batch_dims == 2 else (batch,)
 
 
-def default_dataset_dir(family_name: str, rl_size: int, encoder_size: int, dataset_seed: int, pearl: PEARLRecipe | None = None) -> str:
-    suffix = pearl.suffix() if pearl is not None else ""
-    return f"data/{family_name}-rl{rl_size}-enc{encoder_size}-seed{dataset_seed}{suffix}"
+def default_dataset_dir(family: TaskFamily, rl_size: int, encoder_size: int, dataset_seed: int, pearl: PEARLRecipe | None = None) -> str:
+    suffix = pearl.suffix() if pearl is not None else family.data_tag()
+    return f"data/{family.name}-rl{rl_size}-enc{encoder_size}-seed{dataset_seed}{suffix}"
 
 
 def _as_is(batch):
@@ -220,8 +220,9 @@ class OfflineMetaDataModule(MetaDataModule):
         Args:
             family: the task family (its train/test tasks are stored with the dataset).
             dataset_dir: where the offline dataset lives; made there first (``prepare_data``) if missing. Default:
-                ``data/<family>-rl<rl_size>-enc<encoder_size>-seed<dataset_seed>``, so datasets of
-                other sizes or seeds never meet.
+                ``data/<family>-rl<rl_size>-enc<encoder_size>-seed<dataset_seed><tag>`` (the tag names the
+                family's data options, e.g. Point Robot's ``-goal0.4``), so datasets of other sizes, seeds or
+                options never meet.
             rl_size: transitions per training task in each RL buffer (used when generating).
             encoder_size: transitions per task in each encoder (context) buffer (used when generating).
             dataset_seed: seed of the behaviour policy when generating.
@@ -239,7 +240,7 @@ class OfflineMetaDataModule(MetaDataModule):
         """
         super().__init__(family, meta_batch, batch_size, context_size, seed)
         self.pearl = PEARLRecipe(**pearl) if isinstance(pearl, dict) else pearl
-        self.dataset_dir = Path(dataset_dir or default_dataset_dir(family.name, rl_size, encoder_size, dataset_seed, self.pearl))
+        self.dataset_dir = Path(dataset_dir or default_dataset_dir(family, rl_size, encoder_size, dataset_seed, self.pearl))
         self.sizes = {"rl": rl_size, "encoder": encoder_size}
         self.dataset_seed = dataset_seed
         self.online_batch_size = online_batch_size

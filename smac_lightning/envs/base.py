@@ -64,6 +64,11 @@ class TaskFamily(ABC):
         trajectory pictures; None elsewhere."""
         return None
 
+    def data_tag(self) -> str:
+        """The family options that change its scripted data but not its tasks, as a dataset folder-name
+        suffix ('' where there are none), so data of other options never meets the config."""
+        return ""
+
     def describe_data(self, buffers: dict) -> dict:
         """Family-specific facts about freshly generated buffers, stored in the manifest."""
         return {}

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from smac_lightning.envs.base import TaskFamily
+from smac_lightning.errors import ConfigError
 
 MAX_DISPLACEMENT = 0.1  # per step, so a 20-step episode can travel twice the goal radius
 
@@ -78,7 +79,7 @@ class GoalSeeker:
     even the good episodes far from optimal.
     """
 
-    def __init__(self, rng: np.random.Generator, p_true_goal: float = 0.4, noise: float = 0.5, gain: float = 5.0):
+    def __init__(self, rng: np.random.Generator, p_true_goal: float, noise: float = 0.5, gain: float = 5.0):
         self.rng = rng
         self.p_true_goal = p_true_goal
         self.noise = noise
@@ -110,6 +111,7 @@ class PointRobotFamily(TaskFamily):
         sparse: bool = False,
         goal_radius: float = 0.2,
         seed: int = 1337,
+        p_true_goal: float = 0.0,
     ):
         """
         Args:
@@ -119,8 +121,15 @@ class PointRobotFamily(TaskFamily):
             sparse: reward ``1 - distance`` only within ``goal_radius`` of the goal.
             goal_radius: radius of the sparse reward region.
             seed: seed of the fixed train/test goal draw.
+            p_true_goal: share of the scripted data's episodes that head for the task's goal; the others
+                head for a random point on the half circle (``GoalSeeker``). Default 0: goal-blind data,
+                whose rewards alone say where the goal is (chosen on training tasks: README, "What to
+                expect on Point Robot").
         """
         super().__init__(num_train_tasks, num_test_tasks, horizon, seed)
+        if not 0.0 <= p_true_goal <= 1.0:
+            raise ConfigError(f"PointRobotFamily: p_true_goal is a probability, got {p_true_goal}")
+        self.p_true_goal = p_true_goal
         self.sparse = sparse
         self.goal_radius = goal_radius
 
@@ -135,7 +144,10 @@ class PointRobotFamily(TaskFamily):
         return observation[..., :2]
 
     def behaviour_policy(self, rng: np.random.Generator) -> GoalSeeker:
-        return GoalSeeker(rng)
+        return GoalSeeker(rng, self.p_true_goal)
+
+    def data_tag(self) -> str:
+        return f"-goal{self.p_true_goal:g}"
 
     def config(self) -> dict:
-        return {**super().config(), "sparse": self.sparse, "goal_radius": self.goal_radius}
+        return {**super().config(), "sparse": self.sparse, "goal_radius": self.goal_radius, "p_true_goal": self.p_true_goal}
