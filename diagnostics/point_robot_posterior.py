@@ -1,7 +1,7 @@
 """What a Point Robot checkpoint's posterior knows after each exploration protocol, and how well
 its policy follows it.
 
-    python diagnostics/point_robot_posterior.py runs/<experiment>/<run>/checkpoints/last.ckpt [--train]
+    python diagnostics/point_robot_posterior.py runs/<experiment>/<run>/checkpoints/last.ckpt [--train] [--p-true-goal P]
 
 For held-out goals (or 20 training goals with ``--train``), 8 runs each, every protocol runs two
 exploration trajectories, infers the posterior from them and runs one adapted trajectory (z per
@@ -83,9 +83,11 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("--train", action="store_true", help="20 training goals instead of the held-out ones")
     parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--p-true-goal", type=float, default=PointRobotFamily().p_true_goal,
+                        help="the scripted histories' share of goal-directed episodes: the checkpoint's data's (0.4 for the former data)")
     args = parser.parse_args()
     model = SMAC.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
-    family = PointRobotFamily()  # the configs' family: its default goals
+    family = PointRobotFamily(p_true_goal=args.p_true_goal)  # the configs' goals
     train, test = family.task_sets()
     goals = np.repeat(train[:20] if args.train else test, args.runs, axis=0)
     n, horizon = len(goals), family.horizon

@@ -5,7 +5,10 @@ Per seed, on one dataset and one meta-test protocol, it trains:
 - ``smac``: offline meta-training, then self-supervision with the decoder's reward labels;
 - ``oracle``: the same with the env's true rewards in the self-supervised phase (the Online Oracle);
 - ``offline``: offline meta-training only, for as many updates as the other two in all;
-- ``meta_bc``: meta behaviour cloning (actor loss -log pi(a | s, z)), offline, as many updates.
+- ``meta_bc``: meta behaviour cloning (actor loss -log pi(a | s, z)), offline, as many updates;
+- ``no_online_data`` (an ablation, not in the default set): SMAC's self-supervised phase without
+  its data (``model.self_supervised.collect false``): what the phase's losses give on the offline
+  rows alone, so that SMAC's gain over it is the self-supervised data's.
 
 Each run is a ``fit`` in its own process, logged to MLflow as a child of one parent run. The held-out
 numbers of every evaluation go to ``results.csv``, the per-method summary to ``summary.csv``, and
@@ -29,7 +32,8 @@ import yaml
 
 from smac_lightning.errors import ConfigError
 
-METHODS = ("smac", "oracle", "offline", "meta_bc")
+METHODS = ("smac", "oracle", "offline", "meta_bc", "no_online_data")
+PAPER_METHODS = METHODS[:4]  # the default: the paper's comparison
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 LAST_EVALUATIONS = 3  # the end of a run is the mean of its last evaluations (one scatters by about +-1.5)
 USAGE = (
@@ -53,7 +57,7 @@ class Plan:
 
 def parse(args: list[str]) -> Plan:
     """Our own options, then the resolved config (which validates it) for the budgets and the family."""
-    own = {"--seeds": "3", "--methods": ",".join(METHODS), "--out": "", "--jobs": "1"}
+    own = {"--seeds": "3", "--methods": ",".join(PAPER_METHODS), "--out": "", "--jobs": "1"}
     rest, i = [], 0
     while i < len(args):
         name, _, value = args[i].partition("=")
@@ -108,6 +112,7 @@ def method_args(plan: Plan, method: str) -> list[str]:
         "oracle": ["--model.self_supervised.rewards", "true"],
         "offline": all_offline,
         "meta_bc": [*all_offline, "--model.actor_loss", "bc"],
+        "no_online_data": ["--model.self_supervised.collect", "false"],
     }[method]
 
 

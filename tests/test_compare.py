@@ -35,6 +35,8 @@ def test_offline_baselines_get_the_whole_budget_offline():
     assert method_args(plan, "offline") == ["--model.offline_updates", "100", "--model.self_supervised.iterations", "0"]
     assert method_args(plan, "meta_bc")[-2:] == ["--model.actor_loss", "bc"]
     assert method_args(plan, "oracle") == ["--model.self_supervised.rewards", "true"]
+    assert method_args(plan, "no_online_data") == ["--model.self_supervised.collect", "false"]
+    assert parse(list(SMOKE_ARGS)).methods == ["smac", "oracle", "offline", "meta_bc"]  # the paper's four by default
 
 
 def test_only_the_options_that_decide_the_dataset_go_to_data_make():

@@ -121,6 +121,18 @@ def test_the_phase_trains_encoder_and_decoder_only_when_asked(tmp_path):
             assert all(g.abs().sum() > 0 for g in grads)
 
 
+def test_the_phase_without_its_data_steps_no_env_and_trains_on_offline_rows(tmp_path):
+    """``self_supervised.collect false`` (the ``no_online_data`` ablation): the phase's updates, no env step."""
+    made = smoke_cli(tmp_path, "--model.self_supervised.collect", "false")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("smac_lightning.algos.smac.collection_envs", lambda *a: pytest.fail("an env was built"))
+        made.trainer.fit(made.model, made.datamodule)
+    module, dm = made.model, made.datamodule
+    assert module.phase == Phase.SELF_SUPERVISED and module.updates == 80 and module.iterations_done == 2
+    assert module.online_transitions == 0 and (dm.rl.sizes == dm.rl.offline_size).all()
+    assert "train/pearl_loss" in made.trainer.logged_metrics  # the phase's actor loss ran
+
+
 def test_self_supervised_phase_appends_generated_rows_without_the_true_reward(self_supervised_run):
     made, watch, _ = self_supervised_run
     dm, module = made.datamodule, made.model

@@ -266,11 +266,12 @@ class SMAC(MetaLearner):
         """One self-supervised iteration's data (``rollout.self_supervised_iteration``), drawn from
         seeds made of counters, not carried along, so a resumed run draws the same iterations."""
         dm = self.trainer.datamodule
-        if self._envs is None:
-            self._envs = collection_envs(dm.family, self.self_supervised)
-        seed = self.trainer.global_rank * 1_000_003 + self.iterations_done * 10_007
-        generator = torch.Generator().manual_seed(seed)
-        self.online_transitions += self_supervised_iteration(self, dm, self._envs, generator, seed)
+        if self.self_supervised.collect:
+            if self._envs is None:
+                self._envs = collection_envs(dm.family, self.self_supervised)
+            seed = self.trainer.global_rank * 1_000_003 + self.iterations_done * 10_007
+            generator = torch.Generator().manual_seed(seed)
+            self.online_transitions += self_supervised_iteration(self, dm, self._envs, generator, seed)
         self.iterations_done += 1
         self.log("train/online_transitions", float(self.online_transitions))
 

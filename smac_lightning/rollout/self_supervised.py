@@ -56,6 +56,9 @@ class SelfSupervisedConfig:
             rows that now include the online ones and their labels (the authors'
             ``train_encoder_decoder_in_unsupervised_phase``, off in all their examples): the encoder
             learns to read the agent's own exploration. Labels still take z from offline rows.
+        collect: ``False`` runs the phase without its data: no env steps, the same updates (frozen
+            encoder, PEARL term, RL batch ``online_batch_size``) on the offline rows alone. An
+            ablation, not SMAC: it tells what the phase's losses do without self-supervision.
     """
 
     iterations: int = 501
@@ -68,6 +71,7 @@ class SelfSupervisedConfig:
     rewards: Literal["generated", "true"] = "generated"
     tasks: Literal["train", "test"] = "train"
     train_encoder: bool = False
+    collect: bool = True
 
     def __post_init__(self):
         name = "model.self_supervised"
