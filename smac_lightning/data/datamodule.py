@@ -221,7 +221,7 @@ class OfflineMetaDataModule(MetaDataModule):
             family: the task family (its train/test tasks are stored with the dataset).
             dataset_dir: where the offline dataset lives; made there first (``prepare_data``) if missing. Default:
                 ``data/<family>-rl<rl_size>-enc<encoder_size>-seed<dataset_seed><tag>`` (the tag names the
-                family's data options, e.g. Point Robot's ``-goal0.4``), so datasets of other sizes, seeds or
+                family's data options, e.g. Point Robot's ``-goal0``), so datasets of other sizes, seeds or
                 options never meet.
             rl_size: transitions per training task in each RL buffer (used when generating).
             encoder_size: transitions per task in each encoder (context) buffer (used when generating).
