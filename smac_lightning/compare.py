@@ -32,8 +32,8 @@ import yaml
 
 from smac_lightning.errors import ConfigError
 
-METHODS = ("smac", "oracle", "offline", "meta_bc", "no_online_data")
-PAPER_METHODS = METHODS[:4]  # the default: the paper's comparison
+PAPER_METHODS = ("smac", "oracle", "offline", "meta_bc")  # the default: the paper's comparison
+METHODS = (*PAPER_METHODS, "no_online_data")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 LAST_EVALUATIONS = 3  # the end of a run is the mean of its last evaluations (one scatters by about +-1.5)
 USAGE = (
