@@ -1,6 +1,6 @@
 """Sawyer: what the offline data holds, and what a checkpoint's critic and actor make of it.
 
-    python diagnostics/sawyer.py data/sawyer-rl3750-enc3750-seed0 [runs/.../last.ckpt]
+    python diagnostics/sawyer.py data/sawyer-rl3750-enc3750-seed0 [runs/.../last.ckpt [--meta-test]]
 
 The dataset part checks that every stored reward is the evaluation's sparse reward of its next
 observation, and gives per desired behaviour the fraction of the data's trajectories that succeed
@@ -10,7 +10,9 @@ critic's Q on the data's rewarded and unrewarded rows, Q against the Monte-Carlo
 trajectory's first 25 steps (truncated at the trajectory's end, so a bound in magnitude), then runs
 the policy on 20 training scenes twice each and reports success, deterministic and sampled, and
 where the hand ends against the range the data's hand covers, and where the AWAC weights of a
-meta-batch land: on rows how many steps before their trajectory's first success.
+meta-batch land: on rows how many steps before their trajectory's first success. Every move-hand
+episode is listed with the hand's closest approach to its goal. ``--meta-test`` also runs the
+checkpoint's meta-test protocol on the held-out scenes and lists their move-hand episodes.
 
 ``--bc-bound UPDATES`` trains a policy of the model's shape by behaviour cloning on the data's
 successful trajectories up to their first success, with the true task in z's place, and reports
@@ -148,7 +150,44 @@ def run_policy(policy, z: torch.Tensor, tasks: np.ndarray, scenes: int = 20) -> 
         end = episodes["next", "observation"][:, -1, 0]
         print(f"  {'deterministic' if deterministic else 'sampled':13s} success {success.mean():.2f} on {scenes} training scenes x 2 "
               f"({per}); hand x at the end {end.mean():.2f} (min {end.min():.2f})")
+        describe_move_hand(episodes, np.repeat(tasks[:scenes], 2, axis=0), success)
     lanes.close()
+
+
+def closest_approach(hand: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per episode, the hand's (``[n, steps, 3]``) smallest distance to its goal (``[n, 3]``) and the step."""
+    distance = np.linalg.norm(hand - goal[:, None], axis=-1)
+    return distance.min(-1), distance.argmin(-1)
+
+
+def describe_move_hand(episodes, tasks: np.ndarray, success: np.ndarray) -> None:
+    """Move-hand episodes one by one: the goal, the hand's closest approach to it along the path and
+    where it ends, to tell an actor that seeks the goal from one whose path happens to pass it."""
+    move = np.flatnonzero(S.behaviour_index(tasks) == S.BEHAVIOURS.index("move_hand"))
+    hand = episodes["next", "observation"][move, :, :3].numpy()
+    goal = S.HAND_GOALS[np.rint(tasks[move, S.GOAL_SLOT]).astype(int)]
+    closest, step = closest_approach(hand, goal)
+    for i in range(len(move)):
+        print(f"    move hand to ({goal[i, 0]:.2f}, {goal[i, 1]:+.2f}, {goal[i, 2]:.2f}): closest {closest[i]:.3f} at step "
+              f"{step[i]}, ends at ({hand[i, -1, 0]:.2f}, {hand[i, -1, 1]:+.2f}, {hand[i, -1, 2]:.2f})"
+              f"{', success' if success[move[i]] else ''}")
+
+
+def describe_meta_test(path: str, ds, runs: int = 4) -> None:
+    """The checkpoint's meta-test protocol (its own exploration, then the posterior) on the held-out
+    scenes, with the move-hand episodes one by one."""
+    from smac_lightning.algos import SMAC
+    from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol
+
+    model = SMAC.load_from_checkpoint(path, map_location="cpu").eval()
+    protocol = MetaTestProtocol(**{**vars(model.evaluation), "runs_per_task": runs})
+    tester = MetaTester(SawyerFamily(), protocol)
+    tasks = np.asarray(ds.test_tasks)
+    metrics = tester.run(model.encoder, model.policy, tasks, None, seed=0, true_task_as_z=model.hparams.true_task_as_z)
+    print(f"meta-test on the {len(tasks)} held-out scenes x {runs}: success {metrics['final_success']:.3f}")
+    episodes = tester.episodes["online"]
+    success = (episodes["reward"].squeeze(-1) == 0).any(-1).numpy()
+    describe_move_hand(episodes, tester.episodes["tasks"], success)
 
 
 @torch.no_grad()
@@ -216,12 +255,15 @@ def main() -> None:
     parser.add_argument("--bc-bound", type=int, default=0, metavar="UPDATES",
                         help="also train and run the successful-prefix behaviour-cloning bound (20,000 updates: ~4 min)")
     parser.add_argument("--seed", type=int, default=0, help="the bound's initialisation and batches")
+    parser.add_argument("--meta-test", action="store_true", help="also run the checkpoint's meta-test on the held-out scenes")
     args = parser.parse_args()
     ds = load_dataset(args.dataset)
     horizon = ds.manifest["family"].get("data_horizon", 75)
     describe_data(ds, horizon)
     if args.checkpoint:
         describe_checkpoint(args.checkpoint, ds, horizon)
+        if args.meta_test:
+            describe_meta_test(args.checkpoint, ds)
     if args.bc_bound:
         bc_bound(ds, horizon, args.bc_bound, args.seed)
 

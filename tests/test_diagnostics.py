@@ -92,3 +92,10 @@ def test_sawyer_data_replays_in_the_simulator_and_a_changed_action_is_caught(tmp
     args[1] = args[1].copy()
     args[1][3, :3] = -args[1][3, :3]  # the hand moves the other way at step 3
     assert sawyer.replay_deviation(family, task, *args) > 0.01
+
+
+def test_closest_approach_finds_where_a_passing_path_comes_nearest():
+    hand = np.array([[[0.55, 0.0, 0.2], [0.50, -0.1, 0.12], [0.40, -0.2, 0.02]]])
+    distance, step = sawyer.closest_approach(hand, np.array([[0.48, -0.12, 0.10]]))
+    assert step[0] == 1
+    np.testing.assert_allclose(distance[0], np.sqrt(3 * 0.02 ** 2))
