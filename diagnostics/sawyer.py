@@ -144,7 +144,7 @@ def run_policy(policy, z: torch.Tensor, tasks: np.ndarray, scenes: int = 20) -> 
         torch.manual_seed(0)
         episodes = lanes.run(np.repeat(tasks[:scenes], 2, axis=0),
                              LatentPolicy(policy, z[:scenes].repeat_interleave(2, 0), None, False, deterministic).act, 0)
-        success = (episodes["reward"].squeeze(-1) == 0).any(-1).numpy()
+        success = succeeded(episodes)
         per = ", ".join(f"{S.BEHAVIOURS[b]} {success[behaviour == b].mean():.2f} of {(behaviour == b).sum()}"
                         for b in sorted(set(behaviour)))
         end = episodes["next", "observation"][:, -1, 0]
@@ -152,6 +152,11 @@ def run_policy(policy, z: torch.Tensor, tasks: np.ndarray, scenes: int = 20) -> 
               f"({per}); hand x at the end {end.mean():.2f} (min {end.min():.2f})")
         describe_move_hand(episodes, np.repeat(tasks[:scenes], 2, axis=0), success)
     lanes.close()
+
+
+def succeeded(episodes) -> np.ndarray:
+    """Whether each episode reached the sparse reward's success (0) at some step."""
+    return (episodes["reward"].squeeze(-1) == 0).any(-1).numpy()
 
 
 def closest_approach(hand: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,9 +190,7 @@ def describe_meta_test(path: str, ds, runs: int = 4) -> None:
     tasks = np.asarray(ds.test_tasks)
     metrics = tester.run(model.encoder, model.policy, tasks, None, seed=0, true_task_as_z=model.hparams.true_task_as_z)
     print(f"meta-test on the {len(tasks)} held-out scenes x {runs}: success {metrics['final_success']:.3f}")
-    episodes = tester.episodes["online"]
-    success = (episodes["reward"].squeeze(-1) == 0).any(-1).numpy()
-    describe_move_hand(episodes, tester.episodes["tasks"], success)
+    describe_move_hand(tester.episodes["online"], tester.episodes["tasks"], succeeded(tester.episodes["online"]))
 
 
 @torch.no_grad()
