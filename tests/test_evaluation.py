@@ -87,3 +87,22 @@ def test_the_latent_policy_draws_z_per_step_or_per_trajectory(per_step):
     obs = np.zeros((4, 2), np.float32)
     first, second = actor.act(obs), actor.act(obs)
     assert (not np.allclose(first, second)) if per_step else np.array_equal(first, second)
+
+
+def test_the_tester_keeps_the_lanes_of_two_task_sets_and_closes_older_ones(family):
+    """Training tasks are drawn afresh at every evaluation: without a bound every draw's lanes stayed
+    open (on Sawyer about a GB each, until the run was killed for memory)."""
+    policy = TanhGaussianPolicy(2, 2, 3, (8,))
+    encoder = ContextEncoder(2, 2, 3, (8,))
+    tester = MetaTester(family, MetaTestProtocol(num_exploration=1, runs_per_task=1))
+    train, held_out = family.task_sets()
+    sets = [held_out, train[:2], held_out, train[2:4], held_out, train[:2]]
+    built = []
+    for tasks in sets:
+        tester.run(encoder, policy, tasks, None)
+        built.append({key: lanes for key, lanes in tester._lanes.items()})
+    assert len(tester._lanes) == 2
+    assert list(tester._lanes) == [held_out.tobytes(), train[:2].tobytes()]
+    first_train = built[1][train[:2].tobytes()]
+    assert first_train._envs == [] and tester._lanes[train[:2].tobytes()] is not first_train  # closed, then rebuilt
+    assert tester._lanes[held_out.tobytes()] is built[0][held_out.tobytes()]  # the held-out lanes were kept

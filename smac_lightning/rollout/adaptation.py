@@ -11,6 +11,7 @@ the gap between the two is the z-space shift of the paper's section 4.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,12 +63,15 @@ def reward_error(decoder, history: TensorDict, z: torch.Tensor) -> float:
 
 
 class MetaTester:
-    """Runs the protocol for a set of tasks; each task set keeps its own lanes (no scene rebuilds)."""
+    """Runs the protocol for a set of tasks; the ``kept_task_sets`` most recently used task sets keep
+    their lanes (no scene rebuilds for the fixed held-out set), older ones are closed: the training
+    tasks are drawn afresh at every evaluation, and on PyBullet a set's 40 lanes hold about a GB."""
 
-    def __init__(self, family: TaskFamily, protocol: MetaTestProtocol):
+    def __init__(self, family: TaskFamily, protocol: MetaTestProtocol, kept_task_sets: int = 2):
         self.family = family
         self.protocol = protocol
-        self._lanes: dict[bytes, LockstepEnvs] = {}
+        self.kept_task_sets = kept_task_sets
+        self._lanes: OrderedDict[bytes, LockstepEnvs] = OrderedDict()
         self.episodes: dict = {}  # the last run's adapted trajectories, for pictures
 
     def metric_names(self, offline_context: bool = True, decoder: bool = True, posterior: bool = True) -> list[str]:
@@ -109,7 +113,11 @@ class MetaTester:
     def _episode(self, tasks: np.ndarray, policy, mean: torch.Tensor, var: torch.Tensor, seed: int) -> TensorDict:
         """One episode per run of each task with z ~ N(mean, var) (one row per run), drawn per step or once."""
         key = tasks.tobytes()
-        if key not in self._lanes:
+        if key in self._lanes:
+            self._lanes.move_to_end(key)
+        else:
+            while len(self._lanes) >= self.kept_task_sets:
+                self._lanes.popitem(last=False)[1].close()
             self._lanes[key] = LockstepEnvs(self.family.make_env, self.family.horizon)
         lanes = np.repeat(tasks, self.protocol.runs_per_task, axis=0)
         actor = LatentPolicy(policy, mean, var, self.protocol.resample_z == "step", self.protocol.deterministic)
