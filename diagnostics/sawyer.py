@@ -107,10 +107,7 @@ def describe_data(ds, horizon: int) -> None:
 
 
 @torch.no_grad()
-def describe_checkpoint(path: str, ds, horizon: int) -> None:
-    from smac_lightning.algos import SMAC
-
-    model = SMAC.load_from_checkpoint(path, map_location="cpu").eval()
+def describe_checkpoint(model, ds, horizon: int) -> None:
     tasks = np.asarray(ds.train_tasks)
     rl = ds.train_rl[:, : 20 * horizon]
     if model.hparams.true_task_as_z:
@@ -178,13 +175,11 @@ def describe_move_hand(episodes, tasks: np.ndarray, success: np.ndarray) -> None
               f"{', success' if success[move[i]] else ''}")
 
 
-def describe_meta_test(path: str, ds, runs: int = 4) -> None:
+def describe_meta_test(model, ds, runs: int = 4) -> None:
     """The checkpoint's meta-test protocol (its own exploration, then the posterior) on the held-out
     scenes, with the move-hand episodes one by one."""
-    from smac_lightning.algos import SMAC
     from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol
 
-    model = SMAC.load_from_checkpoint(path, map_location="cpu").eval()
     protocol = MetaTestProtocol(**{**vars(model.evaluation), "runs_per_task": runs})
     tester = MetaTester(SawyerFamily(), protocol)
     tasks = np.asarray(ds.test_tasks)
@@ -264,9 +259,12 @@ def main() -> None:
     horizon = ds.manifest["family"].get("data_horizon", 75)
     describe_data(ds, horizon)
     if args.checkpoint:
-        describe_checkpoint(args.checkpoint, ds, horizon)
+        from smac_lightning.algos import SMAC
+
+        model = SMAC.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
+        describe_checkpoint(model, ds, horizon)
         if args.meta_test:
-            describe_meta_test(args.checkpoint, ds)
+            describe_meta_test(model, ds)
     if args.bc_bound:
         bc_bound(ds, horizon, args.bc_bound, args.seed)
 
