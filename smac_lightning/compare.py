@@ -37,7 +37,7 @@ METHODS = (*PAPER_METHODS, "no_online_data")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 LAST_EVALUATIONS = 3  # the end of a run is the mean of its last evaluations (one scatters by about +-1.5)
 USAGE = (
-    "usage: python -m smac_lightning compare --config CONFIG [--config OVERLAY ...] [--seeds N] "
+    "usage: python -m smac_lightning compare --config CONFIG [--config OVERLAY ...] [--seeds N] [--first-seed K] "
     f"[--methods {','.join(METHODS)}] [--out DIR] [--jobs J] [fit options ...]"
 )
 
@@ -53,11 +53,16 @@ class Plan:
     offline_updates: int
     self_supervised_updates: int
     family: str
+    first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1: more seeds for an earlier comparison
+
+    def runs(self) -> list[tuple[str, int]]:
+        """(method, seed) in the order they run: every method of a seed before the next seed."""
+        return [(m, s) for s in range(self.first_seed, self.first_seed + self.seeds) for m in self.methods]
 
 
 def parse(args: list[str]) -> Plan:
     """Our own options, then the resolved config (which validates it) for the budgets and the family."""
-    own = {"--seeds": "3", "--methods": ",".join(PAPER_METHODS), "--out": "", "--jobs": "1"}
+    own = {"--seeds": "3", "--first-seed": "0", "--methods": ",".join(PAPER_METHODS), "--out": "", "--jobs": "1"}
     rest, i = [], 0
     while i < len(args):
         name, _, value = args[i].partition("=")
@@ -74,11 +79,16 @@ def parse(args: list[str]) -> Plan:
     if "--config" not in [a.partition("=")[0] for a in rest]:
         raise ConfigError(f"compare: give the task config with --config conf/<family>.yaml\n{USAGE}")
     try:
-        seeds, jobs = int(own["--seeds"]), int(own["--jobs"])
+        seeds, jobs, first_seed = int(own["--seeds"]), int(own["--jobs"]), int(own["--first-seed"])
     except ValueError:
-        raise ConfigError(f"compare: --seeds and --jobs take whole numbers, got {own['--seeds']!r} and {own['--jobs']!r}") from None
+        raise ConfigError(
+            f"compare: --seeds, --first-seed and --jobs take whole numbers, got {own['--seeds']!r}, "
+            f"{own['--first-seed']!r} and {own['--jobs']!r}"
+        ) from None
     if seeds < 1 or jobs < 1:
         raise ConfigError(f"compare: --seeds and --jobs must be >= 1, got {seeds} and {jobs}")
+    if first_seed < 0:
+        raise ConfigError(f"compare: --first-seed must be >= 0, got {first_seed}")
     methods = [m.strip() for m in own["--methods"].split(",") if m.strip()]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not methods:
@@ -100,7 +110,7 @@ def parse(args: list[str]) -> Plan:
     logger = (config.get("trainer") or {}).get("logger") or {}
     uri = (logger.get("init_args") or {}).get("tracking_uri") or DEFAULT_TRACKING_URI
     out = Path(own["--out"] or f"compare/{family}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return Plan(rest, seeds, methods, out, jobs, uri, model["offline_updates"], ss["iterations"] * ss["updates_per_iteration"], family)
+    return Plan(rest, seeds, methods, out, jobs, uri, model["offline_updates"], ss["iterations"] * ss["updates_per_iteration"], family, first_seed)
 
 
 def method_args(plan: Plan, method: str) -> list[str]:
@@ -129,10 +139,11 @@ def run(args: list[str]) -> None:
     mlflow.set_tracking_uri(plan.tracking_uri)
     mlflow.set_experiment("smac_lightning")
     with mlflow.start_run(run_name=f"compare {plan.family} x{plan.seeds}") as parent:
-        mlflow.log_params({"config_args": " ".join(plan.config_args)[:6000], "seeds": plan.seeds, "methods": ",".join(plan.methods)})
+        mlflow.log_params({"config_args": " ".join(plan.config_args)[:6000], "seeds": plan.seeds,
+                           "first_seed": plan.first_seed, "methods": ",".join(plan.methods)})
         parent_id = parent.info.run_id
-        jobs = [(method, seed) for seed in range(plan.seeds) for method in plan.methods]
-        print(f"compare: {len(jobs)} runs ({', '.join(plan.methods)} x {plan.seeds} seeds) into {plan.out}, "
+        jobs = plan.runs()
+        print(f"compare: {len(jobs)} runs ({', '.join(plan.methods)} x seeds {plan.first_seed}-{plan.first_seed + plan.seeds - 1}) into {plan.out}, "
               f"MLflow parent run {parent_id} in {plan.tracking_uri}", flush=True)
         _run_all(plan, jobs, parent_id)
         rows = _results(plan, parent_id)

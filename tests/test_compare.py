@@ -16,6 +16,8 @@ from conftest import ROOT, SMOKE_ARGS, run_cli
     [
         ([*SMOKE_ARGS, "--methods", "smac,maml"], r"unknown method\(s\) \['maml'\]"),
         ([*SMOKE_ARGS, "--seeds", "0"], "--seeds and --jobs must be >= 1"),
+        ([*SMOKE_ARGS, "--first-seed", "-1"], "--first-seed must be >= 0"),
+        ([*SMOKE_ARGS, "--first-seed", "two"], "take whole numbers, got '3', 'two' and '1'"),
         (["--seeds", "2"], "give the task config with --config"),
         (["--config", str(ROOT / "conf/pearl/point_robot.yaml")], "not an offline SMAC config"),
     ],
@@ -37,6 +39,12 @@ def test_offline_baselines_get_the_whole_budget_offline():
     assert method_args(plan, "oracle") == ["--model.self_supervised.rewards", "true"]
     assert method_args(plan, "no_online_data") == ["--model.self_supervised.collect", "false"]
     assert parse(list(SMOKE_ARGS)).methods == ["smac", "oracle", "offline", "meta_bc"]  # the paper's four by default
+
+
+def test_first_seed_runs_the_next_seeds_only():
+    plan = parse([*SMOKE_ARGS, "--seeds", "2", "--first-seed", "3", "--methods", "smac,offline"])
+    assert plan.runs() == [("smac", 3), ("offline", 3), ("smac", 4), ("offline", 4)]
+    assert parse(list(SMOKE_ARGS)).runs()[0] == ("smac", 0)
 
 
 def test_only_the_options_that_decide_the_dataset_go_to_data_make():
