@@ -143,19 +143,31 @@ def run(args: list[str]) -> None:
                            "first_seed": plan.first_seed, "methods": ",".join(plan.methods)})
         parent_id = parent.info.run_id
         jobs = plan.runs()
-        print(f"compare: {len(jobs)} runs ({', '.join(plan.methods)} x seeds {plan.first_seed}-{plan.first_seed + plan.seeds - 1}) into {plan.out}, "
+        seeds = f"{plan.first_seed}-{plan.first_seed + plan.seeds - 1}"
+        print(f"compare: {len(jobs)} runs ({', '.join(plan.methods)} x seeds {seeds}) into {plan.out}, "
               f"MLflow parent run {parent_id} in {plan.tracking_uri}", flush=True)
-        _run_all(plan, jobs, parent_id)
-        rows = _results(plan, parent_id)
-        _write_csv(plan.out / "results.csv", rows)
+        failed = _run_all(plan, jobs, parent_id)
+        # a failed run's partial curve would pass for a finished one in the summary: only finished runs go in
+        rows = [r for r in _results(plan, parent_id) if (r["method"], r["seed"]) not in failed]
         summary = summarize(rows, plan.offline_updates)
-        _write_csv(plan.out / "summary.csv", summary)
-        plot(rows, plan.offline_updates, plan.out / "compare.png", plan.family)
-        for name in ("results.csv", "summary.csv", "compare.png"):
-            mlflow.log_artifact(str(plan.out / name))
+        if rows:
+            _write_csv(plan.out / "results.csv", rows)
+            _write_csv(plan.out / "summary.csv", summary)
+            plot(rows, plan.offline_updates, plan.out / "compare.png", plan.family)
+            for name in ("results.csv", "summary.csv", "compare.png"):
+                mlflow.log_artifact(str(plan.out / name))
         mlflow.log_metric("wall_time_s", time.perf_counter() - started)
-    print(_table(summary))
-    print(f"compare: done in {(time.perf_counter() - started) / 60:.1f} min; {plan.out}/results.csv, summary.csv, compare.png")
+    if summary:
+        print(_table(summary))
+    minutes = (time.perf_counter() - started) / 60
+    if failed:
+        names = ", ".join(f"{method} seed {seed}" for method, seed in failed)
+        kept = f"the {len(jobs) - len(failed)} finished run(s) are summarised in {plan.out}/summary.csv" if rows else "nothing to summarise"
+        raise ConfigError(
+            f"compare: {len(failed)} run(s) failed after {minutes:.1f} min: {names} (logs in {plan.out}); {kept}; "
+            f"run one again with --methods {failed[0][0]} --first-seed {failed[0][1]} --seeds 1"
+        )
+    print(f"compare: done in {minutes:.1f} min; {plan.out}/results.csv, summary.csv, compare.png")
 
 
 def _config_only(args: list[str]) -> list[str]:
@@ -169,7 +181,8 @@ def _config_only(args: list[str]) -> list[str]:
     return keep
 
 
-def _run_all(plan: Plan, jobs: list[tuple[str, int]], parent_id: str) -> None:
+def _run_all(plan: Plan, jobs: list[tuple[str, int]], parent_id: str) -> list[tuple[str, int]]:
+    """Every job's fit, ``plan.jobs`` at a time; the (method, seed) of those that failed."""
     pending, running, failed = list(jobs), [], []
     while pending or running:
         while pending and len(running) < plan.jobs:
@@ -194,10 +207,9 @@ def _run_all(plan: Plan, jobs: list[tuple[str, int]], parent_id: str) -> None:
             running.remove(entry)
             status = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode}; see {plan.out}/{method}-seed{seed}.log)"
             if process.returncode:
-                failed.append(f"{method} seed {seed}")
+                failed.append((method, seed))
             print(f"compare: {method} seed {seed} {status} in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
-    if failed:
-        raise ConfigError(f"compare: {len(failed)} run(s) failed: {', '.join(failed)}; their logs are in {plan.out}")
+    return failed
 
 
 def _results(plan: Plan, parent_id: str) -> list[dict]:

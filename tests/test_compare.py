@@ -5,6 +5,7 @@ import csv
 import mlflow
 import pytest
 
+import smac_lightning.compare as compare
 from smac_lightning.compare import _config_only, method_args, parse, summarize, Plan
 from smac_lightning.errors import ConfigError
 
@@ -63,6 +64,21 @@ def test_summary_by_hand():
     assert entry["at_switch_mean"] == -11.0 and entry["at_switch_std"] == 1.0
     assert entry["last3_mean"] == -9.0 and entry["last3_std"] == 1.0
     assert entry["offline_context_last3_mean"] == -10.0 and "success_last3_mean" not in entry
+
+
+def test_a_failed_run_is_named_and_the_finished_ones_are_still_summarised(tmp_path, monkeypatch):
+    plan = Plan([], 1, ["smac", "offline"], tmp_path / "cmp", 2, f"sqlite:///{tmp_path / 'mlflow.db'}",
+                offline_updates=40, self_supervised_updates=40, family="PointRobotFamily")
+    rows = [{"method": m, "seed": 0, "updates": u, "final_return": -float(u), "offline_context_return": -1.0}
+            for m in ("smac", "offline") for u in (40, 80)]
+    monkeypatch.setattr(compare, "parse", lambda args: plan)
+    monkeypatch.setattr(compare.subprocess, "run", lambda *a, **k: type("Done", (), {"returncode": 0})())
+    monkeypatch.setattr(compare, "_run_all", lambda plan, jobs, parent_id: [("offline", 0)])
+    monkeypatch.setattr(compare, "_results", lambda plan, parent_id: rows)
+    with pytest.raises(ConfigError, match=r"1 run\(s\) failed .*: offline seed 0 .*--methods offline --first-seed 0 --seeds 1"):
+        compare.run([])
+    with open(tmp_path / "cmp/summary.csv") as f:
+        assert [r["method"] for r in csv.DictReader(f)] == ["smac"]  # the failed run's partial curve is left out
 
 
 @pytest.mark.slow
