@@ -1,3 +1,4 @@
+import lightning as L
 import pytest
 import torch
 from tensordict import TensorDict
@@ -123,6 +124,22 @@ def test_datamodule_meta_batches(family, dataset_dir):
     assert (batch["context"]["task"].squeeze(-1) == batch["task"][:, None]).all()
     torch.testing.assert_close(batch["task_description"], dm.train_tasks[batch["task"]].float())
     assert dm.obs_dim == 2 and dm.act_dim == 2
+
+
+def test_meta_batches_follow_the_runs_seed_unless_given_one(family, dataset_dir, monkeypatch):
+    def first_batch(**seed):
+        dm = _loaded(OfflineMetaDataModule(family, str(dataset_dir), 50, 30, meta_batch=4, batch_size=8, context_size=5, **seed))
+        return dm.seed, next(iter(dm.train_dataloader()))["rl"]["observation"]
+
+    monkeypatch.setenv("PL_GLOBAL_SEED", "0")  # so that teardown restores the variable as it was
+    monkeypatch.delenv("PL_GLOBAL_SEED")
+    seed, unseeded = first_batch()
+    assert seed == 0
+    L.seed_everything(3)  # what --seed_everything 3 does before the data module is built
+    seed, three = first_batch()
+    assert seed == 3 and not torch.equal(three, unseeded)  # another seed draws other meta-batches
+    seed, given = first_batch(seed=0)
+    assert seed == 0 and torch.equal(given, unseeded)  # a seed given to the data module wins
 
 
 def test_meta_batch_tasks_are_drawn_with_replacement(family, dataset_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +50,12 @@ def meta_batches(batch: TensorDict) -> tuple[TensorDict, ...]:
     return batch.unbind(0) if batch.batch_dims == 2 else (batch,)
 
 
+def run_seed() -> int:
+    """The run's ``seed_everything`` (Lightning keeps it in ``PL_GLOBAL_SEED``, which DDP's processes
+    inherit), 0 where nothing was seeded: runs of different seeds must also draw different meta-batches."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
 def default_dataset_dir(family: TaskFamily, rl_size: int, encoder_size: int, dataset_seed: int, pearl: PEARLRecipe | None = None) -> str:
     suffix = pearl.suffix() if pearl is not None else family.data_tag()
     return f"data/{family.name}-rl{rl_size}-enc{encoder_size}-seed{dataset_seed}{suffix}"
@@ -65,14 +72,14 @@ class MetaDataModule(L.LightningDataModule):
     tasks come from: an offline dataset (SMAC) or the family's own seeded draw (online PEARL).
     """
 
-    def __init__(self, family: TaskFamily, meta_batch: int, batch_size: int, context_size: int, seed: int):
+    def __init__(self, family: TaskFamily, meta_batch: int, batch_size: int, context_size: int, seed: int | None):
         super().__init__()
         self.family = family
         self.meta_batch = meta_batch
         self.batch_size = batch_size
         self.context_size = context_size
-        self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = run_seed() if seed is None else seed
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.rank = 0
         self.batches_consumed = 0  # meta-batches training has taken (one per update)
         self.updates_per_batch = 1  # meta-batches per training batch: set by a learner that takes several
@@ -213,7 +220,7 @@ class OfflineMetaDataModule(MetaDataModule):
         context_size: int = 64,
         encoder_buffer: Literal["rl", "separate"] = "rl",
         online_capacity: int = 4000,
-        seed: int = 0,
+        seed: int | None = None,
         pearl: PEARLRecipe | None = None,
     ):
         """
@@ -234,7 +241,8 @@ class OfflineMetaDataModule(MetaDataModule):
                 authors' default), or ``separate``, the dataset's encoder rows plus what collection
                 appends there (the authors' Cheetah Velocity).
             online_capacity: online rows kept per task and buffer in the self-supervised phase.
-            seed: seed of meta-batch sampling (offset by the process rank under DDP).
+            seed: seed of meta-batch sampling (offset by the process rank under DDP); by default the
+                run's ``seed_everything``.
             pearl: make the dataset with an early-stopped PEARL run (the paper's way) instead of the
                 family's scripted behaviour policy. Default folder name then ends in ``-pearl-it<N>-<window>``.
         """

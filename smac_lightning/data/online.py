@@ -19,7 +19,7 @@ class OnlineMetaDataModule(MetaDataModule):
         context_size: int = 100,
         rl_capacity: int = 10_000,
         encoder_capacity: int = 2_000,
-        seed: int = 0,
+        seed: int | None = None,
     ):
         """
         Args:
@@ -29,7 +29,8 @@ class OnlineMetaDataModule(MetaDataModule):
             context_size: encoder (context) transitions per task in a meta-batch.
             rl_capacity: transitions kept per task in the RL replay (a ring: the oldest go first).
             encoder_capacity: transitions kept per task in the encoder replay (at least one collection's worth).
-            seed: seed of meta-batch sampling (offset by the process rank under DDP).
+            seed: seed of meta-batch sampling (offset by the process rank under DDP); by default the
+                run's ``seed_everything``.
         """
         super().__init__(family, meta_batch, batch_size, context_size, seed)
         if min(rl_capacity, encoder_capacity) < 1:
