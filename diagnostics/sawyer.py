@@ -1,6 +1,6 @@
 """Sawyer: what the offline data holds, and what a checkpoint's critic and actor make of it.
 
-    python diagnostics/sawyer.py data/sawyer-rl3750-enc3750-seed0 [runs/.../last.ckpt [--meta-test]]
+    python diagnostics/sawyer.py data/sawyer-rl3750-enc3750-seed0 [runs/.../last.ckpt [--meta-test [--eval-seeds 0,1,2]]]
 
 The dataset part checks that every stored reward is the evaluation's sparse reward of its next
 observation, and gives per desired behaviour the fraction of the data's trajectories that succeed
@@ -175,17 +175,20 @@ def describe_move_hand(episodes, tasks: np.ndarray, success: np.ndarray) -> None
               f"{', success' if success[move[i]] else ''}")
 
 
-def describe_meta_test(model, ds, runs: int = 4) -> None:
+def describe_meta_test(model, ds, seeds: list[int], runs: int = 4) -> None:
     """The checkpoint's meta-test protocol (its own exploration, then the posterior) on the held-out
-    scenes, with the move-hand episodes one by one."""
+    scenes under each evaluation seed (a run evaluates with its update count), with the first seed's
+    move-hand episodes one by one."""
     from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol
 
     protocol = MetaTestProtocol(**{**vars(model.evaluation), "runs_per_task": runs})
     tester = MetaTester(SawyerFamily(), protocol)
     tasks = np.asarray(ds.test_tasks)
-    metrics = tester.run(model.encoder, model.policy, tasks, None, seed=0, true_task_as_z=model.hparams.true_task_as_z)
-    print(f"meta-test on the {len(tasks)} held-out scenes x {runs}: success {metrics['final_success']:.3f}")
-    describe_move_hand(tester.episodes["online"], tester.episodes["tasks"], succeeded(tester.episodes["online"]))
+    for i, seed in enumerate(seeds):
+        metrics = tester.run(model.encoder, model.policy, tasks, None, seed=seed, true_task_as_z=model.hparams.true_task_as_z)
+        print(f"meta-test on the {len(tasks)} held-out scenes x {runs}, seed {seed}: success {metrics['final_success']:.3f}")
+        if i == 0:
+            describe_move_hand(tester.episodes["online"], tester.episodes["tasks"], succeeded(tester.episodes["online"]))
 
 
 @torch.no_grad()
@@ -254,6 +257,8 @@ def main() -> None:
                         help="also train and run the successful-prefix behaviour-cloning bound (20,000 updates: ~4 min)")
     parser.add_argument("--seed", type=int, default=0, help="the bound's initialisation and batches")
     parser.add_argument("--meta-test", action="store_true", help="also run the checkpoint's meta-test on the held-out scenes")
+    parser.add_argument("--eval-seeds", default="0", metavar="S,S,...",
+                        help="the meta-test's seeds: how much one checkpoint's success scatters between evaluations")
     args = parser.parse_args()
     ds = load_dataset(args.dataset)
     horizon = ds.manifest["family"].get("data_horizon", 75)
@@ -264,7 +269,7 @@ def main() -> None:
         model = SMAC.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
         describe_checkpoint(model, ds, horizon)
         if args.meta_test:
-            describe_meta_test(model, ds)
+            describe_meta_test(model, ds, [int(seed) for seed in args.eval_seeds.split(",")])
     if args.bc_bound:
         bc_bound(ds, horizon, args.bc_bound, args.seed)
 
