@@ -257,7 +257,7 @@ def main() -> None:
                         help="also train and run the successful-prefix behaviour-cloning bound (20,000 updates: ~4 min)")
     parser.add_argument("--seed", type=int, default=0, help="the bound's initialisation and batches")
     parser.add_argument("--meta-test", action="store_true", help="also run the checkpoint's meta-test on the held-out scenes")
-    parser.add_argument("--eval-seeds", default="0", metavar="S,S,...",
+    parser.add_argument("--eval-seeds", default=[0], type=lambda text: [int(seed) for seed in text.split(",")], metavar="S,S,...",
                         help="the meta-test's seeds: how much one checkpoint's success scatters between evaluations")
     args = parser.parse_args()
     ds = load_dataset(args.dataset)
@@ -269,7 +269,7 @@ def main() -> None:
         model = SMAC.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
         describe_checkpoint(model, ds, horizon)
         if args.meta_test:
-            describe_meta_test(model, ds, [int(seed) for seed in args.eval_seeds.split(",")])
+            describe_meta_test(model, ds, args.eval_seeds)
     if args.bc_bound:
         bc_bound(ds, horizon, args.bc_bound, args.seed)
 
