@@ -27,7 +27,7 @@ def scripted_episode(scene: S.Scene, steps: int = 75, seed: int = 0):
     controller = ScriptedSawyer(rng, num_behaviours=8)
     controller.reset(scene.to_task()[None])
     name = S.BEHAVIOURS[scene.behaviour]
-    # The script's move_hand goes anywhere (it does not know the goal); here it is sent to the goal.
+    # The script's move_hand goes to one of the hand goals at random (it does not know which); here to the scene's.
     plan = [Waypoint(scene.hand_goal, OPEN, 2)] if name == "move_hand" else behaviour_script(name, scene, obs, rng)
     controller._plans[0].waypoints = plan
     rewards = []
@@ -111,6 +111,44 @@ def test_scene_sampling_covers_every_option_and_only_feasible_behaviours(num_beh
     np.testing.assert_array_equal(tasks, S.sample_scenes(600, seed=0, num_behaviours=num_behaviours))
 
 
+def test_objects_stand_with_the_family_probability():
+    scenes = [S.Scene.from_task(t) for t in S.sample_scenes(4000, seed=0)]
+    for name in S.OBJECTS:
+        assert abs(np.mean([s.present[name] for s in scenes]) - 0.75) < 0.02
+    empty = [S.Scene.from_task(t) for t in SawyerFamily(object_probability=0.0).sample_tasks(50, seed=0)]
+    assert not any(any(s.present.values()) for s in empty)
+    assert {s.behaviour for s in empty} == {S.BEHAVIOURS.index("move_hand")}
+
+
+def test_scripted_move_hand_goes_to_a_hand_goal_drawn_at_random():
+    scene = S.Scene.from_task(S.sample_scenes(1, seed=0)[0])
+    rng = np.random.default_rng(0)
+    targets = [behaviour_script("move_hand", scene, np.zeros(S.OBS_DIM), rng)[0].position for _ in range(200)]
+    slots = [int(np.flatnonzero((S.HAND_GOALS == t).all(1))[0]) for t in targets]  # each one of the goals exactly
+    assert set(slots) == set(range(len(S.HAND_GOALS)))
+
+
+def _object_moved_by_the_controller(num_behaviours: int) -> bool:
+    scene = S.Scene(EVERYTHING, 0, 1, 2, S.BEHAVIOURS.index("move_hand"), 0)
+    env = SawyerEnv(scene.to_task(), horizon=300)
+    obs, _ = env.reset(seed=0)
+    controller = ScriptedSawyer(np.random.default_rng(0), num_behaviours=num_behaviours)
+    controller.reset(scene.to_task()[None])
+    moved = False
+    for _ in range(300):
+        obs, *_ = env.step(controller.act(obs[None])[0])
+        moved |= bool(np.linalg.norm(obs[4:7] - scene.object_start) > 0.02)
+    env.close()
+    return moved
+
+
+def test_the_data_performs_every_behaviour_the_scene_allows_whatever_the_family_rewards():
+    family = SawyerFamily(behaviours=3)
+    assert family.behaviour_policy(np.random.default_rng(0)).num_behaviours == len(S.BEHAVIOURS)
+    assert _object_moved_by_the_controller(len(S.BEHAVIOURS))  # grasps, lifts or carries the object
+    assert not _object_moved_by_the_controller(3)  # hand and drawers only: the object stays put
+
+
 def test_a_bottom_drawer_without_the_button_is_never_the_desired_behaviour():
     present = {**EVERYTHING, "button": False}
     assert S.BEHAVIOURS.index("open_bottom_drawer") not in S.feasible(present, 8)
@@ -175,6 +213,8 @@ def test_meta_test_success_counts_episodes_that_reach_the_success_reward_on_a_va
 def test_bad_family_settings_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="behaviours must be 3 or 8"):
         SawyerFamily(behaviours=5)
+    with pytest.raises(ConfigError, match="object_probability must be in"):
+        SawyerFamily(object_probability=1.5)
     with pytest.raises(ConfigError, match="must not exceed data.rl_size"):
         generate_dataset(SawyerFamily(num_train_tasks=2, num_test_tasks=1), tmp_path / "x", rl_size=10, encoder_size=20, progress=False)
 

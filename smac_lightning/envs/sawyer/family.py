@@ -32,6 +32,7 @@ class SawyerFamily(TaskFamily):
         horizon: int = 50,
         data_horizon: int = 75,
         behaviours: int = 3,
+        object_probability: float = S.OBJECT_PROBABILITY,
         seed: int = 1337,
     ):
         """
@@ -42,7 +43,10 @@ class SawyerFamily(TaskFamily):
             data_horizon: steps per trajectory of the scripted offline data.
             behaviours: 3 (move the hand, open the top drawer by its handle, open the bottom
                 drawer by its button) or 8 (also push the button, grasp and lift the object,
-                put it in the tray, open both drawers).
+                put it in the tray, open both drawers). The scripted data performs all eight
+                kinds, wherever the scene allows them.
+            object_probability: probability that each of the five objects stands in a scene (the
+                authors' 0.75).
             seed: seed of the fixed train/test scene draw.
         """
         super().__init__(num_train_tasks, num_test_tasks, horizon, seed)
@@ -50,15 +54,18 @@ class SawyerFamily(TaskFamily):
             raise ConfigError(f"SawyerFamily: behaviours must be 3 or 8, got {behaviours}")
         if data_horizon < 1:
             raise ConfigError(f"SawyerFamily: data_horizon must be >= 1, got {data_horizon}")
+        if not 0.0 <= object_probability <= 1.0:
+            raise ConfigError(f"SawyerFamily: object_probability must be in [0, 1], got {object_probability}")
         self._data_horizon = data_horizon
         self.behaviours = behaviours
+        self.object_probability = object_probability
 
     @property
     def data_horizon(self) -> int:
         return self._data_horizon
 
     def sample_tasks(self, n: int, seed: int) -> np.ndarray:
-        return S.sample_scenes(n, seed, self.behaviours)
+        return S.sample_scenes(n, seed, self.behaviours, self.object_probability)
 
     def make_env(self, task: np.ndarray, reward_free: bool = False) -> SawyerEnv:
         return SawyerEnv(task, self.horizon, reward_free)
@@ -67,7 +74,7 @@ class SawyerFamily(TaskFamily):
         return SawyerEnv(task, self.data_horizon)
 
     def behaviour_policy(self, rng: np.random.Generator) -> ScriptedSawyer:
-        return ScriptedSawyer(rng, num_behaviours=self.behaviours)
+        return ScriptedSawyer(rng)
 
     @property
     def task_group_names(self) -> tuple[str, ...]:
@@ -104,4 +111,7 @@ class SawyerFamily(TaskFamily):
         return paths
 
     def config(self) -> dict:
-        return {**super().config(), "data_horizon": self.data_horizon, "behaviours": self.behaviours}
+        return {
+            **super().config(), "data_horizon": self.data_horizon, "behaviours": self.behaviours,
+            "object_probability": self.object_probability,
+        }

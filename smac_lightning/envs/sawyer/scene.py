@@ -55,6 +55,7 @@ OBJECT_HALF = 0.02
 HAND_GOALS = np.array([[x, y, z] for x in (0.48, 0.68) for y in (-0.12, 0.12) for z in (0.10, 0.25)])
 WORKSPACE = np.array([[0.38, -0.32, 0.015], [0.80, 0.32, 0.30]])  # the hand is clipped to this box
 HOME = np.array([0.55, 0.0, 0.20])
+OBJECT_PROBABILITY = 0.75  # each of the five objects stands in a scene with this probability (the authors' environment)
 DRAWER_TRAVEL = 0.14
 
 # Success thresholds.
@@ -132,13 +133,14 @@ def feasible(present: dict[str, bool], num_behaviours: int) -> list[int]:
     return [i for i, name in enumerate(BEHAVIOURS[:num_behaviours]) if all(present[o] for o in NEEDS[name])]
 
 
-def sample_scenes(n: int, seed: int, num_behaviours: int = 3) -> np.ndarray:
-    """``n`` task rows: each object present with probability 1/2; drawer side (2), tray slot (4),
-    object slot (4) and hand goal (8) uniform; then the desired behaviour uniform among the feasible ones."""
+def sample_scenes(n: int, seed: int, num_behaviours: int = 3, object_probability: float = OBJECT_PROBABILITY) -> np.ndarray:
+    """``n`` task rows: each object present with probability ``object_probability``; drawer side (2),
+    tray slot (4), object slot (4) and hand goal (8) uniform; then the desired behaviour uniform among
+    the feasible ones."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n):
-        present = {name: bool(rng.random() < 0.5) for name in OBJECTS}
+        present = {name: bool(rng.random() < object_probability) for name in OBJECTS}
         behaviour = int(rng.choice(feasible(present, num_behaviours)))
         side, tray, obj, goal = (int(rng.integers(k)) for k in (2, len(TRAY_SLOTS), len(OBJECT_SLOTS), len(HAND_GOALS)))
         rows.append(Scene(present, side, tray, obj, behaviour, goal).to_task())

@@ -1,8 +1,8 @@
 """The scripted controller that generates Sawyer's offline data.
 
 It does not know the desired behaviour: each time it finishes one, it starts another drawn
-uniformly from those feasible in the scene, so most of the data is spent on unrewarded
-behaviours. Each behaviour is a list of waypoints for the hand, with a gripper command and a
+uniformly from every behaviour the scene's objects allow (all eight kinds, whichever set the
+family rewards), so most of the data is spent on unrewarded behaviours. Each behaviour is a list of waypoints for the hand, with a gripper command and a
 number of steps to dwell there; a waypoint not reached in ``patience`` steps is skipped.
 """
 
@@ -32,8 +32,8 @@ def behaviour_script(name: str, scene: S.Scene, observation: np.ndarray, rng: np
         return np.array([p[0], p[1], p[2] + dz])
 
     if name == "move_hand":
-        # Anywhere in the goals' box: the controller does not know which point is rewarded.
-        return [Waypoint(rng.uniform(S.HAND_GOALS.min(0), S.HAND_GOALS.max(0)), OPEN, dwell=2)]
+        # To one of the hand goals, drawn uniformly: the controller does not know which one is rewarded.
+        return [Waypoint(S.HAND_GOALS[rng.integers(len(S.HAND_GOALS))], OPEN, dwell=2)]
     if name == "open_top_drawer":
         h = scene.handle
         pulled = h + np.array([-S.DRAWER_TRAVEL + 0.01, 0.0, 0.0])
@@ -70,13 +70,13 @@ class ScriptedSawyer:
 
     Args:
         rng: its random stream.
-        num_behaviours: the family's behaviour set (3 or 8) the controller draws from.
+        num_behaviours: the behaviours (the first 3 or all 8 of ``BEHAVIOURS``) the controller draws from.
         noise: std of Gaussian noise added to the hand's action.
         patience: spare steps, beyond the distance at full speed, before an unreached waypoint is skipped.
         tolerance: distance (m) at which a waypoint counts as reached.
     """
 
-    def __init__(self, rng: np.random.Generator, num_behaviours: int = 3, noise: float = 0.1, patience: int = 6, tolerance: float = 0.015):
+    def __init__(self, rng: np.random.Generator, num_behaviours: int = len(S.BEHAVIOURS), noise: float = 0.1, patience: int = 6, tolerance: float = 0.015):
         self.rng = rng
         self.num_behaviours = num_behaviours
         self.noise = noise
