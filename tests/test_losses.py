@@ -19,7 +19,9 @@ from smac_lightning.losses import (
     temperature_loss,
 )
 from smac_lightning.nn.encoder import product_of_gaussians
-from smac_lightning.nn.policy import TanhGaussian
+from smac_lightning.algos import SMAC
+from smac_lightning.errors import ConfigError
+from smac_lightning.nn.policy import TanhGaussian, TanhGaussianPolicy
 
 
 def test_kl_to_standard_normal_matches_torch():
@@ -168,3 +170,15 @@ def test_tanh_gaussian_log_prob_matches_torch():
 def test_tanh_gaussian_log_prob_is_finite_for_saturated_dataset_actions():
     dist = TanhGaussian(torch.zeros(1, 2), torch.zeros(1, 2))
     assert torch.isfinite(dist.log_prob(torch.tensor([[1.0, -1.0]]))).all()
+
+
+def test_the_policy_takes_saturated_actions_at_its_action_clamp():
+    policy = TanhGaussianPolicy(3, 2, 1, [8], action_clamp=0.99)
+    dist = policy(torch.randn(4, 3), torch.randn(4, 1))
+    saturated, clamped = torch.tensor([[1.0, -1.0]]).expand(4, 2), torch.tensor([[0.99, -0.99]]).expand(4, 2)
+    torch.testing.assert_close(dist.log_prob(saturated), dist.log_prob(clamped))
+    inside = torch.tensor([[0.5, -0.3]]).expand(4, 2)  # actions inside the clamp are untouched
+    torch.testing.assert_close(dist.log_prob(inside), TanhGaussian(dist.mean, dist.log_std).log_prob(inside))
+    assert not torch.allclose(dist.log_prob(saturated), TanhGaussian(dist.mean, dist.log_std).log_prob(saturated))
+    with pytest.raises(ConfigError, match="action_clamp"):
+        SMAC(obs_dim=3, act_dim=2, action_clamp=1.0)

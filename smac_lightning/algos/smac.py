@@ -25,7 +25,7 @@ from smac_lightning.losses import (
     reward_loss,
     td_target,
 )
-from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy, rows, sample
+from smac_lightning.nn import ACTION_CLAMP, ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy, rows, sample
 from smac_lightning.rollout import (
     LockstepEnvs,
     MetaTestProtocol,
@@ -60,6 +60,7 @@ class SMAC(MetaLearner):
         awac_beta: float = 100.0,
         awac_clip_score: float | None = None,
         awac_whiten: bool = False,
+        action_clamp: float = ACTION_CLAMP,
         kl_weight: float = 0.1,
         lambda_pearl: float = 1.0,
         actor_loss: Literal["awac", "bc"] = "awac",
@@ -89,6 +90,10 @@ class SMAC(MetaLearner):
                 None: no cap, their default): no row weighs more than exp(cap / beta) times one of advantage 0.
             awac_whiten: standardise the advantage over the batch before the weights, ``beta`` then in
                 standard deviations (the authors' ``normalize_over_batch: whiten``; off, their default).
+            action_clamp: the dataset's actions are clamped to +-``action_clamp`` before their tanh-Gaussian
+                log-likelihood in eq. (2) (the authors' 0.999999). An action of exactly +-1 (a scripted
+                controller's saturated command) then sits at atanh = 7.25, and where the data mixes +1 and -1
+                in like states the fit widens the policy's std towards its cap instead of placing its mean.
             kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error
                 (averaged over rows) in eq. 3.
             lambda_pearl: weight of the PEARL actor loss in the self-supervised phase.
@@ -113,7 +118,9 @@ class SMAC(MetaLearner):
         self.save_hyperparameters()
         self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, encoder_hidden, use_next_obs_in_context)
         self.decoder = RewardDecoder(obs_dim, act_dim, latent_dim, decoder_hidden)
-        self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden)
+        if not 0.0 < action_clamp < 1.0:
+            raise ConfigError(f"model.action_clamp={action_clamp} must be in (0, 1): atanh(+-1) is infinite")
+        self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden, action_clamp)
         self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         # LightningCLI may hand the nested configs over as plain dicts

@@ -12,15 +12,16 @@ from torch import nn
 from smac_lightning.nn.mlp import init_last_layer, mlp
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
-ACTION_CLAMP = 0.999999  # dataset actions of exactly +-1 would give atanh = inf
+ACTION_CLAMP = 0.999999  # the authors' clamp of dataset actions: exactly +-1 would give atanh = inf
 
 
 class TanhGaussian:
     """A Gaussian squashed by tanh, with the change-of-variables log-density."""
 
-    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor, action_clamp: float = ACTION_CLAMP):
         self.mean, self.log_std = mean, log_std
         self.std = log_std.exp()
+        self.action_clamp = action_clamp
 
     def rsample(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action and its log-density (summed over action dims, keepdim)."""
@@ -28,7 +29,8 @@ class TanhGaussian:
         return torch.tanh(pre_tanh), self._log_prob_pre_tanh(pre_tanh)
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
-        return self._log_prob_pre_tanh(torch.atanh(action.clamp(-ACTION_CLAMP, ACTION_CLAMP)))
+        """The log-density of (dataset) actions, clamped to +-``action_clamp`` first."""
+        return self._log_prob_pre_tanh(torch.atanh(action.clamp(-self.action_clamp, self.action_clamp)))
 
     def _log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:
         gaussian = -0.5 * ((u - self.mean) / self.std) ** 2 - self.log_std - 0.5 * math.log(2 * math.pi)
@@ -42,11 +44,13 @@ class TanhGaussian:
 
 
 class TanhGaussianPolicy(nn.Module):
-    """A ReLU trunk with separate mean and log-std heads, initialised as the authors' (+-1e-3)."""
+    """A ReLU trunk with separate mean and log-std heads, initialised as the authors' (+-1e-3);
+    ``action_clamp``: where the log-density of an action of +-1 is taken (``TanhGaussian.log_prob``)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, latent_dim: int, hidden: Sequence[int]):
+    def __init__(self, obs_dim: int, act_dim: int, latent_dim: int, hidden: Sequence[int], action_clamp: float = ACTION_CLAMP):
         super().__init__()
         self.act_dim = act_dim
+        self.action_clamp = action_clamp
         *trunk, mean_head = mlp(obs_dim + latent_dim, hidden, act_dim, last_init=1e-3)
         self.trunk = nn.Sequential(*trunk)
         self.mean = mean_head
@@ -55,4 +59,4 @@ class TanhGaussianPolicy(nn.Module):
 
     def forward(self, observation: torch.Tensor, z: torch.Tensor) -> TanhGaussian:
         h = self.trunk(torch.cat([observation, z], dim=-1))
-        return TanhGaussian(self.mean(h).float(), self.log_std(h).float().clamp(LOG_STD_MIN, LOG_STD_MAX))
+        return TanhGaussian(self.mean(h).float(), self.log_std(h).float().clamp(LOG_STD_MIN, LOG_STD_MAX), self.action_clamp)
