@@ -26,6 +26,7 @@ BEHAVIOURS = (
     "open_both_drawers",
 )
 OBJECTS = ("handle_drawer", "button_drawer", "button", "tray", "object")
+OBJECT_PROBABILITY = 0.75  # each object stands in a scene with this probability (the authors' environment)
 # Task row: presence flags, then side, tray slot, object slot, behaviour, hand goal slot.
 SIDE, TRAY_SLOT, OBJECT_SLOT, BEHAVIOUR, GOAL_SLOT = range(len(OBJECTS), len(OBJECTS) + 5)
 TASK_DIM = GOAL_SLOT + 1
@@ -55,7 +56,6 @@ OBJECT_HALF = 0.02
 HAND_GOALS = np.array([[x, y, z] for x in (0.48, 0.68) for y in (-0.12, 0.12) for z in (0.10, 0.25)])
 WORKSPACE = np.array([[0.38, -0.32, 0.015], [0.80, 0.32, 0.30]])  # the hand is clipped to this box
 HOME = np.array([0.55, 0.0, 0.20])
-OBJECT_PROBABILITY = 0.75  # each of the five objects stands in a scene with this probability (the authors' environment)
 DRAWER_TRAVEL = 0.14
 
 # Success thresholds.

@@ -2,8 +2,9 @@
 
 It does not know the desired behaviour: each time it finishes one, it starts another drawn
 uniformly from every behaviour the scene's objects allow (all eight kinds, whichever set the
-family rewards), so most of the data is spent on unrewarded behaviours. Each behaviour is a list of waypoints for the hand, with a gripper command and a
-number of steps to dwell there; a waypoint not reached in ``patience`` steps is skipped.
+family rewards), so most of the data is spent on unrewarded behaviours. Each behaviour is a
+list of waypoints for the hand, with a gripper command and a number of steps to dwell there;
+a waypoint not reached in ``patience`` steps is skipped.
 """
 
 from __future__ import annotations
