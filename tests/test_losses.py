@@ -5,6 +5,8 @@ import torch
 from torch.distributions import Normal, TransformedDistribution, kl_divergence
 from torch.distributions.transforms import TanhTransform
 
+from smac_lightning.algos import SMAC
+from smac_lightning.errors import ConfigError
 from smac_lightning.losses import (
     awac_actor_loss,
     behaviour_cloning_loss,
@@ -19,8 +21,6 @@ from smac_lightning.losses import (
     temperature_loss,
 )
 from smac_lightning.nn.encoder import product_of_gaussians
-from smac_lightning.algos import SMAC
-from smac_lightning.errors import ConfigError
 from smac_lightning.nn.policy import TanhGaussian, TanhGaussianPolicy
 
 

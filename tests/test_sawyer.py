@@ -137,7 +137,7 @@ def _object_moved_by_the_controller(num_behaviours: int) -> bool:
     moved = False
     for _ in range(300):
         obs, *_ = env.step(controller.act(obs[None])[0])
-        moved |= bool(np.linalg.norm(obs[4:7] - scene.object_start) > 0.02)
+        moved |= bool(np.linalg.norm(obs[S.OBS_SLICES["object"]] - scene.object_start) > 0.02)
     env.close()
     return moved
 
