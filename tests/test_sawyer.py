@@ -24,7 +24,7 @@ def scripted_episode(scene: S.Scene, steps: int = 75, seed: int = 0):
     env = SawyerEnv(scene.to_task(), horizon=steps)
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
-    controller = ScriptedSawyer(rng, num_behaviours=8)
+    controller = ScriptedSawyer(rng)
     controller.reset(scene.to_task()[None])
     name = S.BEHAVIOURS[scene.behaviour]
     # The script's move_hand goes to one of the hand goals at random (it does not know which); here to the scene's.
