@@ -167,7 +167,7 @@ def describe_move_hand(episodes, tasks: np.ndarray, success: np.ndarray) -> None
     where it ends, to tell an actor that seeks the goal from one whose path happens to pass it."""
     move = np.flatnonzero(S.behaviour_index(tasks) == S.BEHAVIOURS.index("move_hand"))
     hand = episodes["next", "observation"][move, :, :3].numpy()
-    goal = S.HAND_GOALS[np.rint(tasks[move, S.GOAL_SLOT]).astype(int)]
+    goal = np.broadcast_to(S.HAND_GOAL, (len(move), 3))
     closest, step = closest_approach(hand, goal)
     for i in range(len(move)):
         print(f"    move hand to ({goal[i, 0]:.2f}, {goal[i, 1]:+.2f}, {goal[i, 2]:.2f}): closest {closest[i]:.3f} at step "

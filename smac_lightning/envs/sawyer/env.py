@@ -42,7 +42,7 @@ class SawyerEnv(gym.Env):
         self.render_mode = render_mode
         self.client = pb.connect(pb.DIRECT)
         self._snapshot = None
-        self.set_task(S.Scene({n: True for n in S.OBJECTS}, 0, 0, 0, 0, 0).to_task() if task is None else task)
+        self.set_task(S.Scene({n: True for n in S.OBJECTS}, 0, 0, 0, 0).to_task() if task is None else task)
         self._t = 0
 
     # -- scene -------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ class SawyerFamily(TaskFamily):
     """
 
     name = "sawyer"
+    # Raised whenever scenes, rewards or the scripted data change, so that a dataset made by an
+    # earlier version is refused rather than trained on (2: one move-hand goal, held to the end).
+    version = 2
     one_buffer = True
     success_reward = 0.0
 
@@ -112,6 +115,6 @@ class SawyerFamily(TaskFamily):
 
     def config(self) -> dict:
         return {
-            **super().config(), "data_horizon": self.data_horizon, "behaviours": self.behaviours,
+            **super().config(), "version": self.version, "data_horizon": self.data_horizon, "behaviours": self.behaviours,
             "object_probability": self.object_probability,
         }

@@ -4,7 +4,7 @@ Everything here is plain numpy, so the reward can be recomputed from observation
 World frame: the robot's base at the origin, x away from the robot, z up, table top at z = 0.
 
 A task is a row of ``TASK_DIM`` floats (see ``Scene``): five presence flags, the drawers' side,
-the tray's and the object's slots, the desired behaviour and the hand goal's slot.
+the tray's and the object's slots, and the desired behaviour.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ BEHAVIOURS = (
 )
 OBJECTS = ("handle_drawer", "button_drawer", "button", "tray", "object")
 OBJECT_PROBABILITY = 0.75  # each object stands in a scene with this probability (the authors' environment)
-# Task row: presence flags, then side, tray slot, object slot, behaviour, hand goal slot.
-SIDE, TRAY_SLOT, OBJECT_SLOT, BEHAVIOUR, GOAL_SLOT = range(len(OBJECTS), len(OBJECTS) + 5)
-TASK_DIM = GOAL_SLOT + 1
+# Task row: presence flags, then side, tray slot, object slot, behaviour.
+SIDE, TRAY_SLOT, OBJECT_SLOT, BEHAVIOUR = range(len(OBJECTS), len(OBJECTS) + 4)
+TASK_DIM = BEHAVIOUR + 1
 # The objects each behaviour needs.
 NEEDS = {
     "move_hand": (),
@@ -52,16 +52,17 @@ BUTTON_X = 0.50
 TRAY_SLOTS = np.array([[0.70, -0.07], [0.70, 0.07], [0.56, -0.07], [0.56, 0.07]])
 OBJECT_SLOTS = np.array([[0.44, -0.15], [0.44, -0.05], [0.44, 0.05], [0.44, 0.15]])
 OBJECT_HALF = 0.02
-# Hand goals: the corners of a box above the middle of the table.
-HAND_GOALS = np.array([[x, y, z] for x in (0.48, 0.68) for y in (-0.12, 0.12) for z in (0.10, 0.25)])
 WORKSPACE = np.array([[0.38, -0.32, 0.015], [0.80, 0.32, 0.30]])  # the hand is clipped to this box
+# Move hand's goal, one point in every scene as in the authors' environment: above the middle of the
+# workspace, 1 cm below its ceiling.
+HAND_GOAL = np.array([WORKSPACE[:, 0].mean(), WORKSPACE[:, 1].mean(), WORKSPACE[1, 2] - 0.01])
 HOME = np.array([0.55, 0.0, 0.20])
 DRAWER_TRAVEL = 0.14
 
 # Success thresholds.
 OPEN = 0.08  # drawer opening (m)
 PRESSED = 0.015  # button depression (m); the button latches there
-HAND_REACHED = 0.05
+HAND_REACHED = 0.08  # the authors' radius
 LIFTED = 0.10  # object centre above the table
 TRAY_INNER = 0.055
 
@@ -87,7 +88,6 @@ class Scene:
     tray_slot: int
     object_slot: int
     behaviour: int
-    goal_slot: int
 
     @classmethod
     def from_task(cls, task) -> "Scene":
@@ -95,12 +95,12 @@ class Scene:
         if t.size != TASK_DIM:
             raise ValueError(f"Sawyer tasks have {TASK_DIM} entries, got {t.size}")
         flags = {name: bool(round(v)) for name, v in zip(OBJECTS, t[: len(OBJECTS)])}
-        side, tray, obj, behaviour, goal = (int(round(v)) for v in t[SIDE:])
-        return cls(flags, side, tray, obj, behaviour, goal)
+        side, tray, obj, behaviour = (int(round(v)) for v in t[SIDE:])
+        return cls(flags, side, tray, obj, behaviour)
 
     def to_task(self) -> np.ndarray:
         flags = [float(self.present[name]) for name in OBJECTS]
-        return np.array(flags + [self.side, self.tray_slot, self.object_slot, self.behaviour, self.goal_slot], float)
+        return np.array(flags + [self.side, self.tray_slot, self.object_slot, self.behaviour], float)
 
     # Where things are, for the env and the scripted controller.
     @property
@@ -123,10 +123,6 @@ class Scene:
     def object_start(self) -> np.ndarray:
         return np.array([*OBJECT_SLOTS[self.object_slot], OBJECT_HALF])
 
-    @property
-    def hand_goal(self) -> np.ndarray:
-        return HAND_GOALS[self.goal_slot]
-
 
 def feasible(present: dict[str, bool], num_behaviours: int) -> list[int]:
     """Behaviours (indices into ``BEHAVIOURS``) that the objects present make possible."""
@@ -135,15 +131,15 @@ def feasible(present: dict[str, bool], num_behaviours: int) -> list[int]:
 
 def sample_scenes(n: int, seed: int, num_behaviours: int = 3, object_probability: float = OBJECT_PROBABILITY) -> np.ndarray:
     """``n`` task rows: each object present with probability ``object_probability``; drawer side (2),
-    tray slot (4), object slot (4) and hand goal (8) uniform; then the desired behaviour uniform among
+    tray slot (4) and object slot (4) uniform; then the desired behaviour uniform among
     the feasible ones."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n):
         present = {name: bool(rng.random() < object_probability) for name in OBJECTS}
         behaviour = int(rng.choice(feasible(present, num_behaviours)))
-        side, tray, obj, goal = (int(rng.integers(k)) for k in (2, len(TRAY_SLOTS), len(OBJECT_SLOTS), len(HAND_GOALS)))
-        rows.append(Scene(present, side, tray, obj, behaviour, goal).to_task())
+        side, tray, obj = (int(rng.integers(k)) for k in (2, len(TRAY_SLOTS), len(OBJECT_SLOTS)))
+        rows.append(Scene(present, side, tray, obj, behaviour).to_task())
     return np.stack(rows)
 
 
@@ -153,11 +149,10 @@ def behaviour_index(task: np.ndarray) -> np.ndarray:
 
 
 def achieved(observation: np.ndarray, task: np.ndarray) -> np.ndarray:
-    """Whether each observation (``[..., 13]``) satisfies its task's desired behaviour (``[..., 10]``)."""
+    """Whether each observation (``[..., 13]``) satisfies its task's desired behaviour (``[..., TASK_DIM]``)."""
     obs, task = np.asarray(observation, np.float64), np.asarray(task, np.float64)
     part = {name: obs[..., s] for name, s in OBS_SLICES.items()}
     behaviour = behaviour_index(task)
-    goal = HAND_GOALS[np.rint(task[..., GOAL_SLOT]).astype(int)]
     obj, tray = part["object"], part["tray"]
     top = part["handle_drawer"][..., 0] > OPEN
     bottom = part["button_drawer"][..., 0] > OPEN
@@ -165,7 +160,7 @@ def achieved(observation: np.ndarray, task: np.ndarray) -> np.ndarray:
     has = {name: task[..., OBJECTS.index(name)] > 0.5 for name in ("tray", "object")}
     in_tray = (np.abs(obj[..., :2] - tray[..., :2]).max(-1) < TRAY_INNER) & (obj[..., 2] < 0.05) & has["tray"]
     tests = [
-        np.linalg.norm(part["hand"] - goal, axis=-1) < HAND_REACHED,
+        np.linalg.norm(part["hand"] - HAND_GOAL, axis=-1) < HAND_REACHED,
         top,
         bottom,
         part["button"][..., 0] > PRESSED,

@@ -2,9 +2,11 @@
 
 It does not know the desired behaviour: each time it finishes one, it starts another drawn
 uniformly from every behaviour the scene's objects allow (all eight kinds, whichever set the
-family rewards), so most of the data is spent on unrewarded behaviours. Each behaviour is a
-list of waypoints for the hand, with a gripper command and a number of steps to dwell there;
-a waypoint not reached in ``patience`` steps is skipped.
+family rewards), so most of the data is spent on unrewarded behaviours. Move hand never finishes:
+once drawn, the hand stays at its goal until the trajectory ends, as the authors' controller's
+does. Each behaviour is a list of waypoints for the hand, with a gripper command and a number of
+steps to dwell there; a waypoint not reached in ``patience`` steps is skipped. Gaussian noise is
+added to all four action components, then the action is clipped to [-1, 1].
 """
 
 from __future__ import annotations
@@ -25,16 +27,16 @@ class Waypoint:
     position: np.ndarray
     gripper: float
     dwell: int = 0  # steps to stay once reached (to let the gripper move)
+    hold: bool = False  # stay until the trajectory ends
 
 
-def behaviour_script(name: str, scene: S.Scene, observation: np.ndarray, rng: np.random.Generator) -> list[Waypoint]:
+def behaviour_script(name: str, scene: S.Scene, observation: np.ndarray) -> list[Waypoint]:
     """Waypoints that perform ``name`` in ``scene``, from the current ``observation``."""
     def at(p, dz=0.0):
         return np.array([p[0], p[1], p[2] + dz])
 
     if name == "move_hand":
-        # To one of the hand goals, drawn uniformly: the controller does not know which one is rewarded.
-        return [Waypoint(S.HAND_GOALS[rng.integers(len(S.HAND_GOALS))], OPEN, dwell=2)]
+        return [Waypoint(S.HAND_GOAL, OPEN, hold=True)]
     if name == "open_top_drawer":
         h = scene.handle
         pulled = h + np.array([-S.DRAWER_TRAVEL + 0.01, 0.0, 0.0])
@@ -43,7 +45,7 @@ def behaviour_script(name: str, scene: S.Scene, observation: np.ndarray, rng: np
         b = scene.button
         return [Waypoint(at(b, 0.14), CLOSE), Waypoint(at(b, 0.015), CLOSE, 1), Waypoint(at(b, 0.14), CLOSE)]
     if name == "open_both_drawers":
-        return behaviour_script("open_top_drawer", scene, observation, rng) + behaviour_script("push_button", scene, observation, rng)
+        return behaviour_script("open_top_drawer", scene, observation) + behaviour_script("push_button", scene, observation)
     # The object behaviours start with a grasp where the object is now.
     o = observation[S.OBS_SLICES["object"]].astype(np.float64)
     grasp = [Waypoint(at(o, ABOVE), OPEN), Waypoint(at(o, 0.005), OPEN), Waypoint(at(o, 0.005), CLOSE, 2)]
@@ -72,7 +74,7 @@ class ScriptedSawyer:
     Args:
         rng: its random stream.
         num_behaviours: the behaviours (the first 3 or all 8 of ``BEHAVIOURS``) the controller draws from.
-        noise: std of Gaussian noise added to the hand's action.
+        noise: std of the Gaussian noise added to every action component.
         patience: spare steps, beyond the distance at full speed, before an unreached waypoint is skipped.
         tolerance: distance (m) at which a waypoint counts as reached.
     """
@@ -97,19 +99,19 @@ class ScriptedSawyer:
             if not plan.waypoints:
                 options = S.feasible(plan.scene.present, self.num_behaviours)
                 name = S.BEHAVIOURS[int(self.rng.choice(options))]
-                plan.waypoints = behaviour_script(name, plan.scene, obs, self.rng)
+                plan.waypoints = behaviour_script(name, plan.scene, obs)
                 plan.steps_on_waypoint = plan.dwelt = 0
             wp = plan.waypoints[0]
             distance = np.linalg.norm(wp.position - hand)
             if plan.budget is None:
                 plan.budget = self.patience + wp.dwell + int(np.ceil(distance / MAX_STEP))
             reached = distance < self.tolerance
-            if reached and plan.dwelt >= wp.dwell or plan.steps_on_waypoint >= plan.budget:
+            if not wp.hold and (reached and plan.dwelt >= wp.dwell or plan.steps_on_waypoint >= plan.budget):
                 plan.waypoints.pop(0)
                 plan.steps_on_waypoint = plan.dwelt = 0
                 plan.budget = None
                 continue
             plan.steps_on_waypoint += 1
             plan.dwelt += int(reached)
-            move = np.clip((wp.position - hand) / MAX_STEP, -1.0, 1.0) + self.noise * self.rng.standard_normal(3)
-            return np.append(np.clip(move, -1.0, 1.0), wp.gripper)
+            action = np.append(np.clip((wp.position - hand) / MAX_STEP, -1.0, 1.0), wp.gripper)
+            return np.clip(action + self.noise * self.rng.standard_normal(4), -1.0, 1.0)
