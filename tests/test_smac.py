@@ -229,6 +229,41 @@ def test_eq3_reconstructs_the_rl_rows_from_z_inferred_on_the_context(tmp_path):
     torch.testing.assert_close(losses["encoder_loss"], error + 0.1 * kl)
 
 
+def test_the_in_sample_value_never_values_a_policy_action(tmp_path):
+    """``value: expectile``: the Bellman target and the AWAC weights come from V(s, z) and the data's
+    actions, so changing the policy changes neither; with the authors' value both change."""
+    from smac_lightning.algos import SMAC
+    from smac_lightning.errors import ConfigError
+
+    def critic_and_weights(module, batch, scale_policy):
+        with torch.no_grad():
+            for p in module.policy.parameters():
+                p.mul_(scale_policy)
+        torch.manual_seed(0)
+        losses = module.compute_losses(batch["context"], batch["rl"])
+        return losses["critic_loss"].detach(), losses["awac_ess"]
+
+    for value, moves in (("expectile", False), ("policy", True)):
+        made = smoke_cli(tmp_path / value, "--model.value", value)
+        module, batch = made.model, made.datamodule.sample_meta_batch()
+        before = critic_and_weights(module, batch, 1.0)
+        after = critic_and_weights(module, batch, 3.0)
+        assert (before[0] != after[0] and before[1] != after[1]) == moves, value
+    losses = module.compute_losses(batch["context"], batch["rl"])
+    assert "value_loss" not in losses
+    made = smoke_cli(tmp_path / "grads", "--model.value", "expectile")
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    losses = module.compute_losses(batch["context"], batch["rl"])
+    value_params = list(module.value_net.parameters())
+    assert all(g is None for g in torch.autograd.grad(losses["critic_loss"] + losses["actor_loss"], value_params, allow_unused=True, retain_graph=True))
+    assert all(g is not None for g in torch.autograd.grad(losses["value_loss"], value_params, retain_graph=True))
+    assert all(g is None for g in torch.autograd.grad(losses["value_loss"], list(module.critic.parameters()), allow_unused=True))
+    with pytest.raises(ConfigError, match="model.value"):
+        SMAC(obs_dim=2, act_dim=2, value="mean")
+    with pytest.raises(ConfigError, match="model.expectile"):
+        SMAC(obs_dim=2, act_dim=2, value="expectile", expectile=1.0)
+
+
 def test_true_task_as_z_needs_the_task_size_and_trains_no_encoder(tmp_path):
     from smac_lightning.errors import ConfigError
 

@@ -20,12 +20,13 @@ from smac_lightning.losses import (
     behaviour_cloning_loss,
     critic_loss,
     effective_sample_fraction,
+    expectile_loss,
     kl_to_standard_normal,
     pearl_actor_loss,
     reward_loss,
     td_target,
 )
-from smac_lightning.nn import ACTION_CLAMP, ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy, rows, sample
+from smac_lightning.nn import ACTION_CLAMP, ContextEncoder, CriticEnsemble, RewardDecoder, StateValue, TanhGaussianPolicy, rows, sample
 from smac_lightning.rollout import (
     LockstepEnvs,
     MetaTestProtocol,
@@ -61,6 +62,8 @@ class SMAC(MetaLearner):
         awac_clip_score: float | None = None,
         awac_whiten: bool = False,
         action_clamp: float = ACTION_CLAMP,
+        value: Literal["policy", "expectile"] = "policy",
+        expectile: float = 0.9,
         kl_weight: float = 0.1,
         lambda_pearl: float = 1.0,
         actor_loss: Literal["awac", "bc"] = "awac",
@@ -94,6 +97,14 @@ class SMAC(MetaLearner):
                 log-likelihood in eq. (2) (the authors' 0.999999). An action of exactly +-1 (a scripted
                 controller's saturated command) then sits at atanh = 7.25, and where the data mixes +1 and -1
                 in like states the fit widens the policy's std towards its cap instead of placing its mean.
+            value: the state value behind the Bellman target and the AWAC advantage. ``policy``: the
+                authors', min Q at an action drawn from the policy (V for the advantage at s, the target's
+                a' at s'). ``expectile``: not in the paper, implicit Q-learning's in-sample value, a
+                network V(s, z) fitted to min target-Q of the data's own actions by expectile regression;
+                the target is r + gamma V(s') and the advantage Q - V(s), so no policy action is ever
+                valued. For sparse, absorbing successes, where Q at the policy's out-of-data actions
+                overrates them and the softmax then moves eq. (2)'s weight to the rows after success.
+            expectile: the expectile of ``value: expectile`` (0.5: the data's mean action value; towards 1: its best).
             kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error
                 (averaged over rows) in eq. 3.
             lambda_pearl: weight of the PEARL actor loss in the self-supervised phase.
@@ -123,6 +134,11 @@ class SMAC(MetaLearner):
         self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden, action_clamp)
         self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        if value not in ("policy", "expectile"):
+            raise ConfigError(f"model.value must be 'policy' or 'expectile', got {value!r}")
+        if not 0.0 < expectile < 1.0:
+            raise ConfigError(f"model.expectile={expectile} must be in (0, 1)")
+        self.value_net = StateValue(obs_dim, latent_dim, critic_hidden) if value == "expectile" else None
         # LightningCLI may hand the nested configs over as plain dicts
         self.self_supervised = config_of(SelfSupervisedConfig, self_supervised)
         self.evaluation = config_of(MetaTestProtocol, evaluation)
@@ -183,14 +199,23 @@ class SMAC(MetaLearner):
         # only: the critic runs on detached weights, so one backward of the summed losses is exact.
         with torch.set_grad_enabled(pearl):
             q_pi = self.min_q_through_frozen_critic(obs, a_pi, z_rows)
-        with torch.no_grad():  # a' from a second draw of the same posterior, as the authors did
-            next_action, _ = self.policy(next_obs, z_next_rows).rsample()
-            next_q = self.target_critic(next_obs, next_action, z_next_rows).min(0).values
-            target = td_target(reward, terminated, next_q, hp.gamma, hp.reward_scale)
+        if self.value_net is None:
+            v = q_pi.detach()
+            with torch.no_grad():  # a' from a second draw of the same posterior, as the authors did
+                next_action, _ = self.policy(next_obs, z_next_rows).rsample()
+                next_v = self.target_critic(next_obs, next_action, z_next_rows).min(0).values
+        else:  # in-sample: only the data's actions are ever valued
+            v = self.value_net(obs, z_rows)
+            with torch.no_grad():
+                q_target_data = self.target_critic(obs, action, z_rows).min(0).values
+                next_v = self.value_net(next_obs, z_next_rows)
+            losses["value_loss"] = expectile_loss(q_target_data - v, hp.expectile)
+            v = v.detach()
+        target = td_target(reward, terminated, next_v, hp.gamma, hp.reward_scale)
         losses["critic_loss"] = critic_loss(q_data, target)
 
         log_prob_data = dist.log_prob(action)
-        weights = awac_weights(q_data.min(0).values.detach(), q_pi.detach(), hp.awac_beta, hp.awac_clip_score, hp.awac_whiten)
+        weights = awac_weights(q_data.min(0).values.detach(), v, hp.awac_beta, hp.awac_clip_score, hp.awac_whiten)
         losses["awac_ess"] = effective_sample_fraction(weights).detach()
         if hp.actor_loss == "bc":
             losses["actor_loss"] = behaviour_cloning_loss(log_prob_data)
@@ -211,14 +236,14 @@ class SMAC(MetaLearner):
         for meta_batch in meta_batches(batch):
             losses = self.compute_losses(meta_batch["context"], meta_batch["rl"], meta_batch.get("task_description", None))
             # Each loss reaches only its own network's parameters, so one backward serves all three.
-            total = losses["critic_loss"] + losses["actor_loss"] + losses.get("encoder_loss", 0.0)
+            total = losses["critic_loss"] + losses.get("value_loss", 0.0) + losses["actor_loss"] + losses.get("encoder_loss", 0.0)
             self.optimize(total, [encoder_opt] * self.trains_encoder + [critic_opt, actor_opt], losses)
 
     def configure_optimizers(self):
         adam = functools.partial(torch.optim.Adam, lr=self.hparams.lr, fused=True)  # one kernel per step
         return [
             adam([*self.encoder.parameters(), *self.decoder.parameters()]),
-            adam(self.critic.parameters()),
+            adam([*self.critic.parameters(), *(self.value_net.parameters() if self.value_net is not None else ())]),
             adam(self.policy.parameters()),
         ]
 
