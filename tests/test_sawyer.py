@@ -9,11 +9,12 @@ from gymnasium.utils.env_checker import check_env
 from tensordict import TensorDict
 
 from conftest import ROOT, run_cli
+from smac_lightning.data.dataset import load_dataset
 from smac_lightning.data.generate import generate_dataset
 from smac_lightning.envs import PointRobotFamily, SawyerEnv, SawyerFamily
 from smac_lightning.envs.sawyer import scene as S
 from smac_lightning.envs.sawyer.scripted import ScriptedSawyer, behaviour_script
-from smac_lightning.errors import ConfigError
+from smac_lightning.errors import ConfigError, DatasetError
 from smac_lightning.rollout import MetaTester, MetaTestProtocol
 
 EVERYTHING = {name: True for name in S.OBJECTS}
@@ -196,6 +197,8 @@ def test_dataset_is_one_buffer_with_its_success_rate_and_pictures(tmp_path):
     expected = round(float((rewards == 0).any(-1).mean()), 4)
     assert ds.manifest["success_rate"]["train/rl"] == expected
     assert ds.manifest["family"]["data_horizon"] == 40
+    with pytest.raises(DatasetError, match="made for task family"):  # data of an earlier version of the env
+        load_dataset(tmp_path / "d", {**family.config(), "version": family.version - 1})
     assert len(list((tmp_path / "d/previews/train").glob("scene*.png"))) == 3
     assert len(list((tmp_path / "d/previews/test").glob("scene*.png"))) == 2
     again = generate_dataset(family, tmp_path / "e", rl_size=80, encoder_size=40, seed=0, progress=False)
