@@ -205,7 +205,10 @@ def describe_awac_weights(model, ds, z: torch.Tensor, horizon: int, batches: int
         row = torch.randint(rl.shape[1], (task.shape[0], 128), generator=generator)
         batch, z_rows = rl[task, row], z[task.squeeze(-1)][:, None].expand(-1, 128, -1)
         q = model.critic(batch["observation"], batch["action"], z_rows).min(0).values
-        v = model.critic(batch["observation"], model.policy(batch["observation"], z_rows).rsample()[0], z_rows).min(0).values
+        if model.value_net is not None:  # model.value: expectile
+            v = model.value_net(batch["observation"], z_rows)
+        else:
+            v = model.critic(batch["observation"], model.policy(batch["observation"], z_rows).rsample()[0], z_rows).min(0).values
         w = awac_weights(q, v, hp.awac_beta, hp.get("awac_clip_score"), hp.get("awac_whiten", False))
         weights.append(w.flatten() / w.sum())
         steps.append(to_success[task, row].flatten())
