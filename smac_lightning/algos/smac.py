@@ -102,8 +102,9 @@ class SMAC(MetaLearner):
                 a' at s'). ``expectile``: not in the paper, implicit Q-learning's in-sample value, a
                 network V(s, z) fitted to min target-Q of the data's own actions by expectile regression;
                 the target is r + gamma V(s') and the advantage Q - V(s), so no policy action is ever
-                valued. For sparse, absorbing successes, where Q at the policy's out-of-data actions
-                overrates them and the softmax then moves eq. (2)'s weight to the rows after success.
+                valued. Meant for sparse, absorbing successes, where Q at the policy's out-of-data actions
+                overrates them and the softmax then moves eq. (2)'s weight to the rows after success
+                (on Sawyer it opened no drawer either: README).
             expectile: the expectile of ``value: expectile`` (0.5: the data's mean action value; towards 1: its best).
             kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error
                 (averaged over rows) in eq. 3.

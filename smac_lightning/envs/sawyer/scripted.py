@@ -3,7 +3,7 @@
 It does not know the desired behaviour: each time it finishes one, it starts another drawn
 uniformly from every behaviour the scene's objects allow (all eight kinds, whichever set the
 family rewards), so most of the data is spent on unrewarded behaviours. Move hand never finishes:
-once drawn, the hand stays at its goal until the trajectory ends, as the authors' controller's
+once drawn, the hand stays at its goal until the trajectory ends, as the authors' controller
 does. Each behaviour is a list of waypoints for the hand, with a gripper command and a number of
 steps to dwell there; a waypoint not reached in ``patience`` steps is skipped. Gaussian noise is
 added to all four action components, then the action is clipped to [-1, 1].
