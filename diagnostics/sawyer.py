@@ -222,20 +222,25 @@ def describe_awac_weights(model, ds, z: torch.Tensor, horizon: int, batches: int
         print(f"    {name:26s} rows {rows.float().mean():.3f}, weight {w[rows].sum():.3f}, mean advantage {adv[rows].mean():6.2f}")
 
 
-def successful_prefixes(reward: np.ndarray, horizon: int) -> np.ndarray:
-    """Rows of ``reward`` ``[tasks, rows]`` whose trajectory succeeds, up to and including its first success."""
+def successful_prefixes(reward: np.ndarray, horizon: int, within: int | None = None) -> np.ndarray:
+    """Rows of ``reward`` ``[tasks, rows]`` whose trajectory succeeds, up to and including its first success;
+    with ``within``, only of trajectories whose first success comes at one of their first ``within`` steps."""
     to_success = steps_to_success(reward, horizon)
-    return (to_success >= 0) & (to_success < NEVER)
+    keep = (to_success >= 0) & (to_success < NEVER)
+    if within is not None:
+        keep &= np.arange(reward.shape[-1]) % horizon + to_success < within
+    return keep
 
 
-def bc_bound(ds, horizon: int, updates: int, seed: int = 0, hidden=(300, 300, 300)) -> None:
-    """Behaviour cloning of the data's successful prefixes with the true task as z; its success."""
+def bc_bound(ds, horizon: int, updates: int, seed: int = 0, within: int | None = None, hidden=(300, 300, 300)) -> None:
+    """Behaviour cloning of the data's successful prefixes (of the trajectories that succeed ``within``
+    steps, if given) with the true task as z; its success."""
     from smac_lightning.nn.policy import TanhGaussianPolicy
 
     torch.manual_seed(seed)
     tasks = np.asarray(ds.train_tasks)
     rl = ds.train_rl
-    keep = torch.as_tensor(successful_prefixes(rl["reward"].squeeze(-1).numpy(), horizon))
+    keep = torch.as_tensor(successful_prefixes(rl["reward"].squeeze(-1).numpy(), horizon, within))
     z = torch.as_tensor(tasks, dtype=torch.float32)
     rows = rl.reshape(-1)[keep.reshape(-1)]
     task_of_row = rows["task"].squeeze(-1)  # each row's index into the training tasks
@@ -247,7 +252,7 @@ def bc_bound(ds, horizon: int, updates: int, seed: int = 0, hidden=(300, 300, 30
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    print(f"behaviour cloning of the successful prefixes ({keep.float().mean():.2f} of the rows), true task as z, "
+    print(f"behaviour cloning of the successful prefixes{f' within {within} steps' if within else ''} ({keep.float().mean():.2f} of the rows), true task as z, "
           f"{updates} updates, seed {seed}:")
     run_policy(policy, z, tasks)
 
@@ -259,6 +264,8 @@ def main() -> None:
     parser.add_argument("--bc-bound", type=int, default=0, metavar="UPDATES",
                         help="also train and run the successful-prefix behaviour-cloning bound (20,000 updates: ~4 min)")
     parser.add_argument("--seed", type=int, default=0, help="the bound's initialisation and batches")
+    parser.add_argument("--within", type=int, default=None, metavar="STEPS",
+                        help="clone only the trajectories that succeed within STEPS of their start (the direct performances)")
     parser.add_argument("--meta-test", action="store_true", help="also run the checkpoint's meta-test on the held-out scenes")
     parser.add_argument("--eval-seeds", default=[0], type=lambda text: [int(seed) for seed in text.split(",")], metavar="S,S,...",
                         help="the meta-test's seeds: how much one checkpoint's success scatters between evaluations")
@@ -274,7 +281,7 @@ def main() -> None:
         if args.meta_test:
             describe_meta_test(model, ds, args.eval_seeds)
     if args.bc_bound:
-        bc_bound(ds, horizon, args.bc_bound, args.seed)
+        bc_bound(ds, horizon, args.bc_bound, args.seed, args.within)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ def test_steps_to_success_and_successful_prefixes_by_hand():
     reward = np.array([[-1, -1, 0, 0, -1, -1, -1, -1.0]])  # trajectory 1 first rewarded at step 2, trajectory 2 never
     np.testing.assert_array_equal(sawyer.steps_to_success(reward, 4)[0], [2, 1, 0, -1] + [sawyer.NEVER] * 4)
     np.testing.assert_array_equal(sawyer.successful_prefixes(reward, 4)[0], [True, True, True, False] + [False] * 4)
+    np.testing.assert_array_equal(sawyer.successful_prefixes(reward, 4, within=3)[0], [True, True, True, False] + [False] * 4)
+    assert not sawyer.successful_prefixes(reward, 4, within=2).any()  # its first success is its 3rd step
 
 
 def test_sawyer_data_replays_in_the_simulator_and_a_changed_action_is_caught(tmp_path):
