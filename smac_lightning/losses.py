@@ -59,6 +59,8 @@ def awac_weights(q: torch.Tensor, v: torch.Tensor, beta: float, clip_score: floa
 
 def awac_actor_loss(log_prob: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Eq. (2): the dataset's actions' log-likelihood weighted by ``awac_weights`` (held constant)."""
+    if weights.shape != log_prob.shape:  # [B, 1] * [B] would broadcast to [B, B]: plain cloning, silently
+        raise ValueError(f"awac_actor_loss: weights {tuple(weights.shape)} and log_prob {tuple(log_prob.shape)} must have one shape")
     return -(log_prob * weights.detach()).mean()
 
 

@@ -123,6 +123,8 @@ def test_awac_actor_loss_by_hand():
     assert loss.item() == pytest.approx(1.75)
     loss.backward()
     torch.testing.assert_close(log_prob.grad, torch.tensor([[-0.25], [-0.75]]))
+    with pytest.raises(ValueError, match="one shape"):  # per-row weights [B] against log-likelihoods [B, 1]
+        awac_actor_loss(log_prob, torch.ones(2))
 
 
 def test_pearl_actor_loss_by_hand():
