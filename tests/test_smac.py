@@ -4,9 +4,10 @@ import lightning as L
 import pytest
 import torch
 
-from smac_lightning.algos import Phase, base
+from smac_lightning.algos import SMAC, Phase, base
 from smac_lightning.algos.base import compile_mode
 from smac_lightning.envs.point_robot import PointRobotEnv
+from smac_lightning.errors import ConfigError
 
 from helpers import smoke_cli
 
@@ -232,9 +233,6 @@ def test_eq3_reconstructs_the_rl_rows_from_z_inferred_on_the_context(tmp_path):
 def test_the_in_sample_value_never_values_a_policy_action(tmp_path):
     """``value: expectile``: the Bellman target and the AWAC weights come from V(s, z) and the data's
     actions, so changing the policy changes neither; with the authors' value both change."""
-    from smac_lightning.algos import SMAC
-    from smac_lightning.errors import ConfigError
-
     def critic_and_weights(module, batch, scale_policy):
         with torch.no_grad():
             for p in module.policy.parameters():
@@ -265,8 +263,6 @@ def test_the_in_sample_value_never_values_a_policy_action(tmp_path):
 
 
 def test_true_task_as_z_needs_the_task_size_and_trains_no_encoder(tmp_path):
-    from smac_lightning.errors import ConfigError
-
     with pytest.raises(ConfigError, match="nothing can label the online data"):
         smoke_cli(tmp_path, "--model.true_task_as_z", "true", "--model.latent_dim", "2")
     made = smoke_cli(tmp_path, "--model.true_task_as_z", "true", "--model.latent_dim", "2", "--model.self_supervised.rewards", "true")

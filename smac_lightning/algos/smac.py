@@ -194,12 +194,13 @@ class SMAC(MetaLearner):
 
         pearl = self.adds_pearl_term
         dist = self.policy(obs, z_rows)
-        a_pi, log_prob_pi = dist.rsample()
+        if pearl or self.value_net is None:
+            a_pi, log_prob_pi = dist.rsample()
+            # Q at the policy's action: V for AWAC, and for the PEARL term a gradient to the policy
+            # only: the critic runs on detached weights, so one backward of the summed losses is exact.
+            with torch.set_grad_enabled(pearl):
+                q_pi = self.min_q_through_frozen_critic(obs, a_pi, z_rows)
         q_data = self.critic(obs, action, z_rows)  # both critics in one batched forward
-        # Q at the policy's action: V for AWAC, and for the PEARL term a gradient to the policy
-        # only: the critic runs on detached weights, so one backward of the summed losses is exact.
-        with torch.set_grad_enabled(pearl):
-            q_pi = self.min_q_through_frozen_critic(obs, a_pi, z_rows)
         if self.value_net is None:
             v = q_pi.detach()
             with torch.no_grad():  # a' from a second draw of the same posterior, as the authors did
