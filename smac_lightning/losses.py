@@ -42,19 +42,31 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def awac_weights(q: torch.Tensor, v: torch.Tensor, beta: float, clip_score: float | None = None,
-                 whiten: bool = False) -> torch.Tensor:
+                 whiten: bool = False, mask: torch.Tensor | None = None) -> torch.Tensor:
     """exp((Q - V) / beta) normalised as a softmax over the whole batch, times the batch size.
 
     ``clip_score`` caps the advantage first, so that no row weighs more than exp(clip / beta)
     times a row of advantage 0; ``whiten`` divides the advantage's deviation from its batch mean by
     its batch std first, so that ``beta`` is in standard deviations (the authors' two options).
+    ``mask`` (shaped as ``q``): rows where it is False weigh 0, the others share the softmax.
     """
     advantage = (q - v).flatten()
     if clip_score is not None:
         advantage = advantage.clamp(max=clip_score)
     if whiten:
         advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-5)
+    if mask is not None:
+        advantage = advantage.masked_fill(~mask.flatten(), float("-inf"))
     return (torch.softmax(advantage / beta, 0) * advantage.numel()).view_as(q)
+
+
+def per_task_weights(advantage: torch.Tensor, beta: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """exp(A / beta) normalised as a softmax over each task's rows of ``advantage`` ``[T, B, 1]``, times
+    ``B``: every task weighs the same in eq. (2), whatever its advantages' scale. Rows where ``mask`` is
+    False weigh 0; a task with none left weighs 0."""
+    if mask is not None:
+        advantage = advantage.masked_fill(~mask, float("-inf"))
+    return (torch.softmax(advantage / beta, 1) * advantage.shape[1]).nan_to_num(0.0)
 
 
 def awac_actor_loss(log_prob: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from smac_lightning.losses import (
     expectile_loss,
     kl_to_standard_normal,
     pearl_actor_loss,
+    per_task_weights,
     reward_loss,
     soft_td_target,
     td_target,
@@ -113,6 +114,24 @@ def test_awac_whitened_weights_ignore_the_advantage_scale():
     e = torch.tensor([math.exp(-0.5), 1.0, math.exp(0.5)])
     torch.testing.assert_close(awac_weights(q, v, beta=2.0, whiten=True), (3 * e / e.sum()).view(3, 1), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(awac_weights(10 * q, v, beta=2.0, whiten=True), awac_weights(q, v, beta=2.0, whiten=True))
+
+
+def test_awac_weights_give_masked_rows_nothing_and_share_the_softmax_among_the_rest():
+    q, v = torch.tensor([[1.0], [2.0], [3.0]]), torch.zeros(3, 1)
+    mask = torch.tensor([[True], [False], [True]])
+    # softmax over [1, 3] alone, times the batch size 3; the masked row 0
+    e1, e3 = math.exp(1.0), math.exp(3.0)
+    expected = torch.tensor([[3 * e1 / (e1 + e3)], [0.0], [3 * e3 / (e1 + e3)]])
+    torch.testing.assert_close(awac_weights(q, v, beta=1.0, mask=mask), expected)
+
+
+def test_per_task_weights_by_hand():
+    advantage = torch.tensor([[[0.0], [1.0]], [[5.0], [5.0]], [[2.0], [3.0]]])
+    mask = torch.tensor([[[True], [True]], [[False], [False]], [[False], [True]]])
+    e = math.exp(1.0)
+    # task 0: 2 softmax([0, 1]); task 1: nothing left, 0; task 2: its one row takes the task's 2
+    expected = torch.tensor([[[2 / (1 + e)], [2 * e / (1 + e)]], [[0.0], [0.0]], [[0.0], [2.0]]])
+    torch.testing.assert_close(per_task_weights(advantage, 1.0, mask), expected)
 
 
 def test_awac_actor_loss_by_hand():

@@ -188,3 +188,39 @@ def test_first_window_of_an_unwrapped_replay():
         replay.extend(0, _online_rows(0, 1, reward=float(reward)))
     assert replay.window("first", 3)["reward"].flatten().tolist() == [0.0, 1.0, 2.0]
     assert replay.window("last", 3)["reward"].flatten().tolist() == [2.0, 3.0, 4.0]
+
+
+def test_rows_until_the_first_success_by_hand():
+    from smac_lightning.data.episodes import until_first_success
+    # three 4-row episodes end to end, then an open one: success (reward >= -0.5) at rows 1, 2 / none / 0, 3 / 0
+    reward = torch.tensor([-1, 0, 0, -1, -1, -1, -1, -1, 0, -1, -1, 0, 0.0]).view(1, -1, 1)
+    end = torch.zeros(1, 13, 1, dtype=torch.bool)
+    end[0, [3, 7, 11]] = True
+    marks = until_first_success(reward, end, -0.5).view(-1).int().tolist()
+    assert marks == [1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1]
+
+
+def test_an_annotated_replay_annotates_its_offline_rows_and_every_extension():
+    from smac_lightning.data.episodes import episode_ends, until_first_success
+    offline = _offline(num_tasks=2, size=6)
+    offline["reward"] = torch.tensor([[-1, 0, -1, -1, -1, -1], [0, 0, -1, -1, 0, -1.0]]).unsqueeze(-1)
+    offline["truncated"][:, [2, 5]] = True  # two 3-row episodes per task
+    replay = MultiTaskReplay(offline, online_capacity=4)
+    replay.annotate("before_success", lambda rows: until_first_success(rows["reward"], episode_ends(rows), -0.5))
+    assert replay.storage["before_success"][:, :6].squeeze(-1).int().tolist() == [[1, 1, 0, 1, 1, 1], [1, 0, 0, 1, 1, 0]]
+    rows = _online_rows(task=1, k=4, reward=-1.0)
+    rows["reward"][1] = -0.3  # a decoder's label near success
+    rows["truncated"][3] = True
+    replay.extend(1, rows)
+    assert replay.storage["before_success"][1, 6:].squeeze(-1).int().tolist() == [1, 1, 0, 0]
+    assert "before_success" not in rows.keys()  # the caller's rows are left as they were
+
+
+def test_episode_returns_by_hand():
+    from smac_lightning.data.episodes import episode_return
+    reward = torch.tensor([[-1, 0, 2, -1, -1, 4.0]]).unsqueeze(-1)
+    end = torch.zeros(1, 6, 1, dtype=torch.bool)
+    end[0, [1, 4]] = True  # episodes of 2 and 3 rows, then one open row
+    g = 0.5
+    expected = [-1 + g * 0, -1 + g * 0, 2 - g - g * g, 2 - g - g * g, 2 - g - g * g, 4.0]
+    torch.testing.assert_close(episode_return(reward, end, g).view(-1), torch.tensor(expected))

@@ -262,6 +262,55 @@ def test_the_in_sample_value_never_values_a_policy_action(tmp_path):
         SMAC(obs_dim=2, act_dim=2, value="expectile", expectile=1.0)
 
 
+def test_until_success_imitates_only_the_marked_rows(tmp_path):
+    """``actor_rows: until_success``: eq. (2) ignores the actions of rows after an episode's first
+    success; the critic still trains on them. A family without a success reward is refused."""
+    made = smoke_cli(tmp_path, "--model.actor_rows", "until_success")
+    with pytest.raises(ConfigError, match="needs a family with a success reward"):
+        made.trainer.fit(made.model, made.datamodule)
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    rl = batch["rl"]
+    rl["before_success"] = torch.rand(*rl.batch_size, 1, generator=torch.Generator().manual_seed(0)) < 0.5
+
+    def losses_with_actions(marked: bool):
+        moved = batch.clone()
+        where = rl["before_success"] if marked else ~rl["before_success"]
+        moved["rl", "action"] = torch.where(where, -moved["rl", "action"], moved["rl", "action"])
+        torch.manual_seed(0)
+        return module.compute_losses(moved["context"], moved["rl"])
+
+    torch.manual_seed(0)
+    reference = module.compute_losses(batch["context"], rl)
+    after_success, before_success = losses_with_actions(False), losses_with_actions(True)
+    assert after_success["actor_loss"] == reference["actor_loss"]
+    assert after_success["critic_loss"] != reference["critic_loss"]
+    assert before_success["actor_loss"] != reference["actor_loss"]
+    with pytest.raises(ConfigError, match="model.actor_rows"):
+        SMAC(obs_dim=2, act_dim=2, actor_rows="first")
+
+
+def test_episode_return_advantage_is_the_return_less_its_task_mean_weighed_per_task(tmp_path):
+    """``advantage: episode_return``: eq. (2)'s weights are, per task, softmax((G - the task's mean G) /
+    beta) over its rows times their number, whatever the critic says."""
+    from smac_lightning.losses import effective_sample_fraction
+    made = smoke_cli(tmp_path, "--model.advantage", "episode_return", "--model.awac_beta", "2.0")
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    rl = batch["rl"]
+    tasks, rows = rl.batch_size
+    g = torch.randn(tasks, rows, 1, generator=torch.Generator().manual_seed(0)) * 3
+    g[1] += 100.0  # a task whose episodes are all better weighs as much as the others, no more
+    rl["episode_return"] = g
+    expected = torch.stack([torch.softmax((g[t] - g[t].mean()).flatten() / 2.0, 0) * rows for t in range(tasks)])
+    losses = module.compute_losses(batch["context"], rl)
+    torch.testing.assert_close(losses["awac_ess"], effective_sample_fraction(expected))
+    with torch.no_grad():
+        for p in module.critic.parameters():
+            p.mul_(3.0)
+    assert module.compute_losses(batch["context"], rl)["awac_ess"] == losses["awac_ess"]
+    with pytest.raises(ConfigError, match="model.advantage"):
+        SMAC(obs_dim=2, act_dim=2, advantage="returns")
+
+
 def test_true_task_as_z_needs_the_task_size_and_trains_no_encoder(tmp_path):
     with pytest.raises(ConfigError, match="nothing can label the online data"):
         smoke_cli(tmp_path, "--model.true_task_as_z", "true", "--model.latent_dim", "2")

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from smac_lightning.algos.base import MetaLearner, config_of
 from smac_lightning.data.datamodule import meta_batches
+from smac_lightning.data.episodes import episode_ends, episode_return, until_first_success
 from smac_lightning.errors import ConfigError
 from smac_lightning.losses import (
     awac_actor_loss,
@@ -23,6 +24,7 @@ from smac_lightning.losses import (
     expectile_loss,
     kl_to_standard_normal,
     pearl_actor_loss,
+    per_task_weights,
     reward_loss,
     td_target,
 )
@@ -34,6 +36,11 @@ from smac_lightning.rollout import (
     collection_envs,
     self_supervised_iteration,
 )
+
+
+# A row is a success from half a unit below the family's success reward: Sawyer's rewards are -1 or 0,
+# the decoder's labels of online rows anything near them.
+SUCCESS_MARGIN = 0.5
 
 
 class Phase(IntEnum):
@@ -64,6 +71,8 @@ class SMAC(MetaLearner):
         action_clamp: float = ACTION_CLAMP,
         value: Literal["policy", "expectile"] = "policy",
         expectile: float = 0.9,
+        actor_rows: Literal["all", "until_success"] = "all",
+        advantage: Literal["critic", "episode_return"] = "critic",
         kl_weight: float = 0.1,
         lambda_pearl: float = 1.0,
         actor_loss: Literal["awac", "bc"] = "awac",
@@ -106,6 +115,19 @@ class SMAC(MetaLearner):
                 overrates them and the softmax then moves eq. (2)'s weight to the rows after success
                 (on Sawyer it opened no drawer either: README).
             expectile: the expectile of ``value: expectile`` (0.5: the data's mean action value; towards 1: its best).
+            actor_rows: the rows eq. (2) imitates. ``all``: every row (the paper, the authors). ``until_success``:
+                not in the paper, for families with a success reward (Sawyer): only the rows up to each
+                episode's first success (a reward at least half a unit above the family's failure, so the
+                decoder's labels count too); the rest weigh 0. With sparse, lasting success the rows after
+                it are many, their actions matter to nothing, and their advantage of about 0 takes eq. (2)'s
+                weight from the approach (README, Sawyer). The critic still trains on every row.
+            advantage: what eq. (2) weighs a row by. ``critic``: Q(s, a) - V(s) (the paper, the authors).
+                ``episode_return``: not in the paper, a Monte-Carlo advantage: the discounted return of
+                the row's episode from its first step (the decoder's labels for online rows) minus its mean
+                over the task's rows in the meta-batch, so that each task's better episodes are imitated
+                whole. For data whose controller's intent is hidden (Sawyer's scripted behaviours), where a
+                one-step advantage cannot tell an approach that leads somewhere from one that does not
+                (README, Sawyer). The critic still trains, for the PEARL term.
             kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error
                 (averaged over rows) in eq. 3.
             lambda_pearl: weight of the PEARL actor loss in the self-supervised phase.
@@ -140,6 +162,10 @@ class SMAC(MetaLearner):
         if not 0.0 < expectile < 1.0:
             raise ConfigError(f"model.expectile={expectile} must be in (0, 1)")
         self.value_net = StateValue(obs_dim, latent_dim, critic_hidden) if value == "expectile" else None
+        if actor_rows not in ("all", "until_success"):
+            raise ConfigError(f"model.actor_rows must be 'all' or 'until_success', got {actor_rows!r}")
+        if advantage not in ("critic", "episode_return"):
+            raise ConfigError(f"model.advantage must be 'critic' or 'episode_return', got {advantage!r}")
         # LightningCLI may hand the nested configs over as plain dicts
         self.self_supervised = config_of(SelfSupervisedConfig, self_supervised)
         self.evaluation = config_of(MetaTestProtocol, evaluation)
@@ -161,6 +187,14 @@ class SMAC(MetaLearner):
         dm.online_from_batch = self.hparams.offline_updates  # the self-supervised phase's RL batch size
         if self.hparams.true_task_as_z:
             freeze(self.encoder, self.decoder)  # never trained: kept out of DDP's gradient reduction
+        if self.hparams.actor_rows == "until_success":
+            if dm.family.success_reward is None:
+                raise ConfigError(f"model.actor_rows: until_success needs a family with a success reward; {type(dm.family).__name__} has none")
+            threshold = dm.family.success_reward - SUCCESS_MARGIN
+            dm.rl.annotate("before_success", lambda rows: until_first_success(rows["reward"], episode_ends(rows), threshold))
+        if self.hparams.advantage == "episode_return":
+            gamma = self.hparams.gamma
+            dm.rl.annotate("episode_return", lambda rows: episode_return(rows["reward"], episode_ends(rows), gamma))
         if self.hparams.true_task_as_z and dm.task_dim != self.hparams.latent_dim:
             raise ConfigError(
                 f"model.true_task_as_z puts the {dm.task_dim}-d task description in z's place: "
@@ -217,7 +251,12 @@ class SMAC(MetaLearner):
         losses["critic_loss"] = critic_loss(q_data, target)
 
         log_prob_data = dist.log_prob(action)
-        weights = awac_weights(q_data.min(0).values.detach(), v, hp.awac_beta, hp.awac_clip_score, hp.awac_whiten)
+        imitated = rl["before_success"] if hp.actor_rows == "until_success" else None
+        if hp.advantage == "episode_return":
+            score = hp.reward_scale * rl["episode_return"]
+            weights = per_task_weights(score - score.mean(1, keepdim=True), hp.awac_beta, imitated)
+        else:
+            weights = awac_weights(q_data.min(0).values.detach(), v, hp.awac_beta, hp.awac_clip_score, hp.awac_whiten, imitated)
         losses["awac_ess"] = effective_sample_fraction(weights).detach()
         if hp.actor_loss == "bc":
             losses["actor_loss"] = behaviour_cloning_loss(log_prob_data)

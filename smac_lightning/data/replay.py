@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from tensordict import TensorDict
 
@@ -29,6 +31,16 @@ class MultiTaskReplay:
         self.sizes = torch.full((num_tasks,), self.offline_size, dtype=torch.long)
         self.written = torch.zeros(num_tasks, dtype=torch.long)  # online rows ever written per task
         self.start = torch.zeros(num_tasks, dtype=torch.long)
+        self.annotations: dict[str, Callable[[TensorDict], torch.Tensor]] = {}
+
+    def annotate(self, key: str, fact: Callable[[TensorDict], torch.Tensor]) -> None:
+        """Give every row ``key`` = ``fact(rows)`` (``[*, rows, 1]``, of whole episodes in order; see
+        ``data.episodes``): the offline rows now, the rows ``extend`` adds when they come."""
+        self.annotations[key] = fact
+        value = fact(self.storage[:, : self.offline_size])
+        column = torch.zeros(*self.storage.batch_size, *value.shape[2:], dtype=value.dtype)
+        column[:, : self.offline_size] = value
+        self.storage[key] = column
 
     @classmethod
     def empty(cls, num_tasks: int, capacity: int, obs_dim: int, act_dim: int) -> "MultiTaskReplay":
@@ -92,6 +104,10 @@ class MultiTaskReplay:
         """
         if self.online_capacity == 0:
             raise ValueError("this replay has no online capacity (data.online_capacity is 0)")
+        if self.annotations:  # rows come as whole episodes
+            rows = rows.clone(False)
+            for key, fact in self.annotations.items():
+                rows[key] = fact(rows.unsqueeze(0))[0]
         if replace:
             self.written[task] = 0
             self.start[task] = self.offline_size
