@@ -311,6 +311,24 @@ def test_episode_return_advantage_is_the_return_less_its_task_mean_weighed_per_t
         SMAC(obs_dim=2, act_dim=2, advantage="returns")
 
 
+def test_a_run_annotates_offline_rows_and_each_labelled_online_episode(tmp_path):
+    """With both switches, the RL replay carries ``before_success`` and ``episode_return`` for its
+    offline rows and for the online episodes the phase appends, computed from the decoder's labels."""
+    from smac_lightning.data.episodes import episode_ends, episode_return, until_first_success
+    made = smoke_cli(tmp_path, "--model.actor_rows", "until_success", "--model.advantage", "episode_return")
+    made.datamodule.family.success_reward = -0.3  # Point Robot has none; a dense reward crosses it now and then
+    made.trainer.fit(made.model, made.datamodule)
+    rl, gamma = made.datamodule.rl, made.model.hparams.gamma
+    checked = 0
+    for task in torch.nonzero(rl.sizes > rl.offline_size).flatten().tolist():
+        rows = rl.storage[task : task + 1, : int(rl.sizes[task])]  # ring not wrapped: episodes in order
+        assert rows["generated"][0, rl.offline_size :].all()
+        torch.testing.assert_close(rows["episode_return"], episode_return(rows["reward"], episode_ends(rows), gamma))
+        assert torch.equal(rows["before_success"], until_first_success(rows["reward"], episode_ends(rows), -0.8))
+        checked += 1
+    assert checked and not rl.storage["before_success"][:, : rl.offline_size].all()  # some rows come after a success
+
+
 def test_true_task_as_z_needs_the_task_size_and_trains_no_encoder(tmp_path):
     with pytest.raises(ConfigError, match="nothing can label the online data"):
         smoke_cli(tmp_path, "--model.true_task_as_z", "true", "--model.latent_dim", "2")
