@@ -117,8 +117,8 @@ class SMAC(MetaLearner):
             expectile: the expectile of ``value: expectile`` (0.5: the data's mean action value; towards 1: its best).
             actor_rows: the rows eq. (2) imitates. ``all``: every row (the paper, the authors). ``until_success``:
                 not in the paper, for families with a success reward (Sawyer): only the rows up to each
-                episode's first success (a reward at least half a unit above the family's failure, so the
-                decoder's labels count too); the rest weigh 0. With sparse, lasting success the rows after
+                episode's first success (a reward no more than half a unit below the family's success
+                reward, so that the decoder's labels count too); the rest weigh 0. With sparse, lasting success the rows after
                 it are many, their actions matter to nothing, and their advantage of about 0 takes eq. (2)'s
                 weight from the approach (README, Sawyer). The critic still trains on every row.
             advantage: what eq. (2) weighs a row by. ``critic``: Q(s, a) - V(s) (the paper, the authors).
@@ -127,7 +127,8 @@ class SMAC(MetaLearner):
                 over the task's rows in the meta-batch, so that each task's better episodes are imitated
                 whole. For data whose controller's intent is hidden (Sawyer's scripted behaviours), where a
                 one-step advantage cannot tell an approach that leads somewhere from one that does not
-                (README, Sawyer). The critic still trains, for the PEARL term.
+                (README, Sawyer). The softmax runs over each task's rows; ``awac_clip_score`` and
+                ``awac_whiten`` apply to the critic's advantage only. The critic still trains, for the PEARL term.
             kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error
                 (averaged over rows) in eq. 3.
             lambda_pearl: weight of the PEARL actor loss in the self-supervised phase.
