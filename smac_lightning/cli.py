@@ -282,6 +282,10 @@ def explain(err: ArgumentError) -> str:
     if typo and section:
         known = list(inspect.signature(_import(typo.group(1))).parameters)
         return _did_you_mean(f"--{section.group(1)}.{typo.group(2)}", typo.group(2), known, f"--{section.group(1)}.")
+    value = re.search(r'Parser key "(\w+)":.*?Parser key "(\w+)":\s*(Expected [^\n]+)', text, re.S)
+    if value:  # an option's value of the wrong type or outside its choices
+        expected = re.sub(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)", r"expected one of \1, got \2", value.group(3))
+        return f"--{value.group(1)}.{value.group(2)}: {expected}"
     unknown = re.match(r"unrecognized arguments: --(trainer|checkpoint)\.(\w+)", text)
     if unknown:
         owner = Trainer if unknown.group(1) == "trainer" else ModelCheckpoint

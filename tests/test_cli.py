@@ -168,6 +168,16 @@ def test_a_config_typo_gets_one_line_with_the_nearest_option(capsys, typo, fix):
     assert "usage:" not in err
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--model.advantage", "returns", "--model.advantage: expected one of 'critic', 'episode_return', got returns"),
+    ("--model.lr", "fast", "--model.lr: Expected a <class 'float'>. Got value: fast"),
+])
+def test_a_bad_value_gets_one_line_naming_the_option_and_what_it_takes(capsys, option, value, message):
+    code, _, err = _main(capsys, "fit", *SMOKE_ARGS, option, value)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == f"smac_lightning: error: {message}"
+
+
 def test_a_missing_config_file_and_an_unknown_command_get_one_line(capsys):
     code, _, err = _main(capsys, "fit", "--config", "nowhere.yaml")
     assert code == 2 and "usage:" not in err
