@@ -4,6 +4,7 @@ import torch
 from tensordict import TensorDict
 
 from smac_lightning.data import DatasetError, MultiTaskReplay, OfflineMetaDataModule
+from smac_lightning.data.episodes import episode_ends, episode_return, until_first_success
 
 
 def _offline(num_tasks=3, size=5):
@@ -191,7 +192,6 @@ def test_first_window_of_an_unwrapped_replay():
 
 
 def test_rows_until_the_first_success_by_hand():
-    from smac_lightning.data.episodes import until_first_success
     # three 4-row episodes end to end, then an open one: success (reward >= -0.5) at rows 1, 2 / none / 0, 3 / 0
     reward = torch.tensor([-1, 0, 0, -1, -1, -1, -1, -1, 0, -1, -1, 0, 0.0]).view(1, -1, 1)
     end = torch.zeros(1, 13, 1, dtype=torch.bool)
@@ -201,7 +201,6 @@ def test_rows_until_the_first_success_by_hand():
 
 
 def test_an_annotated_replay_annotates_its_offline_rows_and_every_extension():
-    from smac_lightning.data.episodes import episode_ends, until_first_success
     offline = _offline(num_tasks=2, size=6)
     offline["reward"] = torch.tensor([[-1, 0, -1, -1, -1, -1], [0, 0, -1, -1, 0, -1.0]]).unsqueeze(-1)
     offline["truncated"][:, [2, 5]] = True  # two 3-row episodes per task
@@ -217,7 +216,6 @@ def test_an_annotated_replay_annotates_its_offline_rows_and_every_extension():
 
 
 def test_episode_returns_by_hand():
-    from smac_lightning.data.episodes import episode_return
     reward = torch.tensor([[-1, 0, 2, -1, -1, 4.0]]).unsqueeze(-1)
     end = torch.zeros(1, 6, 1, dtype=torch.bool)
     end[0, [1, 4]] = True  # episodes of 2 and 3 rows, then one open row

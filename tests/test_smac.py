@@ -6,8 +6,10 @@ import torch
 
 from smac_lightning.algos import SMAC, Phase, base
 from smac_lightning.algos.base import compile_mode
+from smac_lightning.data.episodes import episode_ends, episode_return, until_first_success
 from smac_lightning.envs.point_robot import PointRobotEnv
 from smac_lightning.errors import ConfigError
+from smac_lightning.losses import effective_sample_fraction
 
 from helpers import smoke_cli
 
@@ -292,7 +294,6 @@ def test_until_success_imitates_only_the_marked_rows(tmp_path):
 def test_episode_return_advantage_is_the_return_less_its_task_mean_weighed_per_task(tmp_path):
     """``advantage: episode_return``: eq. (2)'s weights are, per task, softmax((G - the task's mean G) /
     beta) over its rows times their number, whatever the critic says."""
-    from smac_lightning.losses import effective_sample_fraction
     made = smoke_cli(tmp_path, "--model.advantage", "episode_return", "--model.awac_beta", "2.0")
     module, batch = made.model, made.datamodule.sample_meta_batch()
     rl = batch["rl"]
@@ -314,7 +315,6 @@ def test_episode_return_advantage_is_the_return_less_its_task_mean_weighed_per_t
 def test_a_run_annotates_offline_rows_and_each_labelled_online_episode(tmp_path):
     """With both switches, the RL replay carries ``before_success`` and ``episode_return`` for its
     offline rows and for the online episodes the phase appends, computed from the decoder's labels."""
-    from smac_lightning.data.episodes import episode_ends, episode_return, until_first_success
     made = smoke_cli(tmp_path, "--model.actor_rows", "until_success", "--model.advantage", "episode_return")
     made.datamodule.family.success_reward = -0.3  # Point Robot has none; a dense reward crosses it now and then
     made.trainer.fit(made.model, made.datamodule)
