@@ -229,7 +229,8 @@ class SMAC(MetaLearner):
 
         pearl = self.adds_pearl_term
         dist = self.policy(obs, z_rows)
-        if pearl or self.value_net is None:
+        v_at_pi = self.value_net is None and hp.advantage == "critic"  # eq. (2)'s V from Q at a policy action
+        if pearl or v_at_pi:
             a_pi, log_prob_pi = dist.rsample()
             # Q at the policy's action: V for AWAC, and for the PEARL term a gradient to the policy
             # only: the critic runs on detached weights, so one backward of the summed losses is exact.
@@ -237,7 +238,7 @@ class SMAC(MetaLearner):
                 q_pi = self.min_q_through_frozen_critic(obs, a_pi, z_rows)
         q_data = self.critic(obs, action, z_rows)  # both critics in one batched forward
         if self.value_net is None:
-            v = q_pi.detach()
+            v = q_pi.detach() if v_at_pi else None
             with torch.no_grad():  # a' from a second draw of the same posterior, as the authors did
                 next_action, _ = self.policy(next_obs, z_next_rows).rsample()
                 next_v = self.target_critic(next_obs, next_action, z_next_rows).min(0).values
