@@ -81,11 +81,25 @@ def test_state_layout_and_reward_follow_the_simulator():
     env.close()
 
 
+@pytest.mark.parametrize("side", [0, 1])
+def test_the_hand_starts_on_the_side_away_from_the_drawers(side):
+    for present in (EVERYTHING, {name: False for name in S.OBJECTS}):  # the side is the scene's even without a cabinet
+        scene = S.Scene(present, side, 0, 0, 0)
+        env = SawyerEnv(scene.to_task())
+        obs, _ = env.reset(seed=0)
+        hand = obs[S.OBS_SLICES["hand"]]
+        np.testing.assert_allclose(hand, scene.hand_start, atol=0.01)
+        assert np.sign(hand[1]) == -np.sign(scene.handle[1]) and abs(hand[1]) > 0.1
+        env.step(np.array([0.0, 1.0 - 2 * side, 0.0, -1.0], np.float32))  # towards the drawers
+        np.testing.assert_allclose(env.reset(seed=1)[0], obs)  # every episode starts there
+        env.close()
+
+
 def test_absent_objects_read_zero_and_the_action_is_clipped_to_the_workspace():
     nothing = S.Scene({name: False for name in S.OBJECTS}, 0, 0, 0, 0)
     env = SawyerEnv(nothing.to_task())
     obs, _ = env.reset(seed=0)
-    for _ in range(15):  # push far past every wall of the box
+    for _ in range(25):  # push far past every wall of the box
         obs, *_ = env.step(np.array([1.0, 1.0, -1.0, 1.0], np.float32))
     assert np.all(obs[4:] == 0.0)
     assert np.all(obs[:3] <= S.WORKSPACE[1] + 0.01) and np.all(obs[:3] >= S.WORKSPACE[0] - 0.01)

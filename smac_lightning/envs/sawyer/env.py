@@ -93,7 +93,7 @@ class SawyerEnv(gym.Env):
         for j, q in zip(self.arm, self._rest):
             pb.resetJointState(self.robot, j, q, physicsClientId=self.client)
         for _ in range(3):  # IK from the rest pose converges in a few refinements
-            q = self._ik(S.HOME)
+            q = self._ik(self.scene.hand_start)
             for j, qj in zip(self.arm, q):
                 pb.resetJointState(self.robot, j, qj, physicsClientId=self.client)
         for j in self.fingers:
@@ -137,7 +137,7 @@ class SawyerEnv(gym.Env):
         pb.restoreState(self._snapshot, physicsClientId=self.client)
         self._latched = False
         self._hold_objects()
-        self._drive(self._ik(S.HOME), close=False)
+        self._drive(self._ik(self.scene.hand_start), close=False)
         self._t = 0
         return self._observation(), {}
 

@@ -56,7 +56,9 @@ WORKSPACE = np.array([[0.38, -0.32, 0.015], [0.80, 0.32, 0.30]])  # the hand is 
 # Move hand's goal, one point in every scene as in the authors' environment: above the middle of the
 # workspace, 1 cm below its ceiling.
 HAND_GOAL = np.array([WORKSPACE[:, 0].mean(), WORKSPACE[:, 1].mean(), WORKSPACE[1, 2] - 0.01])
-HOME = np.array([0.55, 0.0, 0.20])
+# The hand starts 0.15 m off the middle on the side away from the drawers, as the authors' does, so
+# the first observation tells where the drawers stand (``Scene.hand_start`` gives y its sign).
+HAND_START = np.array([0.55, 0.15, 0.20])
 DRAWER_TRAVEL = 0.14
 
 # Success thresholds.
@@ -106,6 +108,10 @@ class Scene:
     @property
     def cabinet_y(self) -> float:
         return CABINET_Y[self.side]
+
+    @property
+    def hand_start(self) -> np.ndarray:
+        return HAND_START * np.array([1.0, -np.sign(self.cabinet_y), 1.0])
 
     @property
     def handle(self) -> np.ndarray:
