@@ -7,7 +7,9 @@ observation, and gives per desired behaviour the fraction of the data's trajecto
 within 75, 50 and 25 steps. With a checkpoint (trained with ``model.true_task_as_z``, or with an
 encoder: then z is the posterior mean of 256 rows of each scene's data), it gives per behaviour the
 critic's Q on the data's rewarded and unrewarded rows, Q against the Monte-Carlo return over each
-trajectory's first 25 steps (truncated at the trajectory's end, so a bound in magnitude), then runs
+trajectory's first 25 steps (truncated at the trajectory's end, so a bound in magnitude); with an
+encoder, what z holds (the behaviour and the drawers' side read back from the posterior means, the
+decoder's error with another behaviour's z, where draws from p(z) fall); then it runs
 the policy on 20 training scenes twice each and reports success, deterministic and sampled, and
 where the hand ends against the range the data's hand covers, and where the AWAC weights of a
 meta-batch land: on rows how many steps before their trajectory's first success. Every move-hand
@@ -125,10 +127,50 @@ def describe_checkpoint(model, ds, horizon: int) -> None:
         rewarded = reward[rows] == 0
         print(f"  {S.BEHAVIOURS[b]:20s} Q on rewarded rows {q[rows][rewarded].mean():7.2f}, others {q[rows][~rewarded].mean():7.2f}; "
               f"first 25 steps: Q {q[rows][:, start].mean():7.2f}, Monte-Carlo {returns[rows][:, start].mean():7.2f}")
+    if not model.hparams.true_task_as_z:
+        describe_posterior(model, ds)
     describe_awac_weights(model, ds, z, horizon)
     hand = rl["observation"][..., 0]
     print(f"  the data's hand x spans [{hand.min():.2f}, {hand.max():.2f}]")
     run_policy(model.policy, z, np.asarray(ds.train_tasks))
+
+
+def nearest_centroid_accuracy(points: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out: the fraction of points whose nearest class centroid (of the other points) is their own class."""
+    hits = []
+    for i in range(len(points)):
+        others = np.arange(len(points)) != i
+        centroids = {k: points[others & (labels == k)].mean(0) for k in np.unique(labels[others])}
+        hits.append(min(centroids, key=lambda k: np.linalg.norm(points[i] - centroids[k])) == labels[i])
+    return float(np.mean(hits))
+
+
+@torch.no_grad()
+def describe_posterior(model, ds) -> None:
+    """What z holds: the behaviour and the drawers' side read back from the training scenes' posterior
+    means, the decoder's reward error with a scene's own z against another behaviour's and z = 0, and
+    how far draws from p(z) fall from every scene's posterior."""
+    tasks = np.asarray(ds.train_tasks)
+    behaviour, side = S.behaviour_index(tasks), np.rint(tasks[:, S.SIDE]).astype(int)
+    chance = np.bincount(behaviour).max() / len(behaviour)
+    for n in (64, 256):
+        mean, var = model.encoder.posterior(ds.train_encoder[:, :n])
+        print(f"  posterior from {n} rows: mean norm {mean.norm(dim=-1).median():.2f}, std {var.sqrt().median():.3f} (medians); "
+              f"nearest-centroid accuracy of the behaviour {nearest_centroid_accuracy(mean.numpy(), behaviour):.2f} "
+              f"(chance {chance:.2f}), of the drawers' side {nearest_centroid_accuracy(mean.numpy(), side):.2f} (chance 0.5)")
+    rows = ds.train_rl[:, :256]
+    other = torch.as_tensor([int(np.flatnonzero(behaviour != b)[0]) for b in behaviour])
+    def decoder_error(z):
+        predicted = model.decoder(rows["observation"], rows["action"], z[:, None].expand(-1, rows.shape[1], -1))
+        return (predicted - rows["reward"]).pow(2).mean(1).squeeze(-1)
+    own, swapped, zero = decoder_error(mean), decoder_error(mean[other]), decoder_error(torch.zeros_like(mean))
+    for b in sorted(set(behaviour)):
+        scenes = torch.as_tensor(behaviour == b)
+        print(f"  {S.BEHAVIOURS[b]:20s} decoder squared error with its z {own[scenes].mean():.3f}, "
+              f"another behaviour's {swapped[scenes].mean():.3f}, z = 0 {zero[scenes].mean():.3f}")
+    draws = torch.randn(2000, mean.shape[-1], generator=torch.Generator().manual_seed(0))
+    print(f"  a draw from p(z) lies {torch.cdist(draws, mean).min(1).values.median():.2f} from the nearest scene's posterior mean; "
+          f"a scene's mean {torch.cdist(mean, mean).fill_diagonal_(float('inf')).min(1).values.median():.2f} from the nearest other's (medians)")
 
 
 def run_policy(policy, z: torch.Tensor, tasks: np.ndarray, scenes: int = 20) -> None:

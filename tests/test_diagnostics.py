@@ -101,3 +101,11 @@ def test_closest_approach_finds_where_a_passing_path_comes_nearest():
     distance, step = sawyer.closest_approach(hand, np.array([[0.48, -0.12, 0.10]]))
     assert step[0] == 1
     np.testing.assert_allclose(distance[0], np.sqrt(3 * 0.02 ** 2))
+
+
+def test_nearest_centroid_accuracy_reads_a_label_back_only_where_the_points_hold_it():
+    points = np.array([[0.0], [0.1], [1.0], [1.1]])
+    assert sawyer.nearest_centroid_accuracy(points, np.array([0, 0, 1, 1])) == 1.0
+    # Alternating labels: each point's own class, without it, is centred on the far cluster
+    # (e.g. for 0.0: class 0 is {1.0} at 1.0, class 1 is {0.1, 1.1} at 0.6), so every point is missed.
+    assert sawyer.nearest_centroid_accuracy(points, np.array([0, 1, 0, 1])) == 0.0
