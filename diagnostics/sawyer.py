@@ -153,11 +153,12 @@ def describe_posterior(model, ds) -> None:
     tasks = np.asarray(ds.train_tasks)
     behaviour, side = S.behaviour_index(tasks), np.rint(tasks[:, S.SIDE]).astype(int)
     chance = np.bincount(behaviour).max() / len(behaviour)
-    for n in (64, 256):
-        mean, var = model.encoder.posterior(ds.train_encoder[:, :n])
+    posteriors = {n: model.encoder.posterior(ds.train_encoder[:, :n]) for n in (64, 256)}
+    for n, (mean, var) in posteriors.items():
         print(f"  posterior from {n} rows: mean norm {mean.norm(dim=-1).median():.2f}, std {var.sqrt().median():.3f} (medians); "
               f"nearest-centroid accuracy of the behaviour {nearest_centroid_accuracy(mean.numpy(), behaviour):.2f} "
               f"(chance {chance:.2f}), of the drawers' side {nearest_centroid_accuracy(mean.numpy(), side):.2f} (chance 0.5)")
+    mean = posteriors[256][0]  # z as describe_checkpoint takes it
     rows = ds.train_rl[:, :256]
     other = torch.as_tensor([int(np.flatnonzero(behaviour != b)[0]) for b in behaviour])
     def decoder_error(z):
