@@ -40,7 +40,8 @@ def scripted_episode(scene: S.Scene, steps: int = 75, seed: int = 0):
 @pytest.mark.parametrize("behaviour", range(len(S.BEHAVIOURS)))
 @pytest.mark.parametrize("side", [0, 1])
 def test_every_behaviour_is_achieved_by_its_script(behaviour, side):
-    scene = S.Scene(EVERYTHING, side, tray_slot=side + 1, object_slot=3 - side, behaviour=behaviour)
+    trays, objects = S.slot_choices(EVERYTHING, side)  # where the family puts them in a drawer scene
+    scene = S.Scene(EVERYTHING, side, tray_slot=trays[-1], object_slot=objects[0], behaviour=behaviour)
     env, rewards = scripted_episode(scene)
     assert (rewards == 0).any(), f"{S.BEHAVIOURS[behaviour]} never achieved on side {side}"
     assert set(np.unique(rewards)) <= {0.0, -1.0}
@@ -93,6 +94,28 @@ def test_the_hand_starts_on_the_side_away_from_the_drawers(side):
         env.step(np.array([0.0, 1.0 - 2 * side, 0.0, -1.0], np.float32))  # towards the drawers
         np.testing.assert_allclose(env.reset(seed=1)[0], obs)  # every episode starts there
         env.close()
+
+
+def test_in_a_drawer_scene_the_object_and_the_tray_stand_away_from_the_drawers():
+    scenes = [S.Scene.from_task(t) for t in S.sample_scenes(300, seed=2)]
+    simulated = 0
+    for scene in scenes:
+        away = -np.sign(scene.handle[1])
+        any_drawer = scene.present["handle_drawer"] or scene.present["button_drawer"]
+        if any_drawer:
+            assert np.sign(scene.object_start[1]) == away and abs(scene.object_start[1]) == 0.15
+        if scene.present["button_drawer"]:
+            assert np.sign(scene.tray[1]) == away
+        if any_drawer and scene.present["object"] and scene.present["tray"] and simulated < 6:
+            obs, _ = (env := SawyerEnv(scene.to_task())).reset(seed=0)
+            env.close()
+            assert np.sign(obs[S.OBS_SLICES["object"]][1]) == away  # the state tells the side at every step
+            assert (np.sign(obs[S.OBS_SLICES["tray"]][1]) == away) or not scene.present["button_drawer"]
+            simulated += 1
+    assert simulated == 6
+    # Without a drawer both stand anywhere.
+    free = [s for s in scenes if not (s.present["handle_drawer"] or s.present["button_drawer"])]
+    assert {s.object_slot for s in free} == set(range(4)) and {s.tray_slot for s in free} == set(range(4))
 
 
 def test_absent_objects_read_zero_and_the_action_is_clipped_to_the_workspace():

@@ -24,8 +24,9 @@ class SawyerFamily(TaskFamily):
     name = "sawyer"
     # Raised whenever scenes, rewards or the scripted data change, so that a dataset made by an
     # earlier version is refused rather than trained on (2: one move-hand goal, held to the end;
-    # 3: the hand starts on the side away from the drawers).
-    version = 3
+    # 3: the hand starts on the side away from the drawers; 4: with a drawer in the scene the object,
+    # and with the button drawer the tray, stand on that side too).
+    version = 4
     one_buffer = True
     success_reward = 0.0
 

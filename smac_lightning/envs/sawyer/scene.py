@@ -135,16 +135,33 @@ def feasible(present: dict[str, bool], num_behaviours: int) -> list[int]:
     return [i for i, name in enumerate(BEHAVIOURS[:num_behaviours]) if all(present[o] for o in NEEDS[name])]
 
 
+def slot_choices(present: dict[str, bool], side: int) -> tuple[list[int], list[int]]:
+    """The tray's and the object's allowed slots, by the authors' rules: with either drawer in the
+    scene the object stands at the outer slot on the side away from the drawers; with the button
+    drawer the tray stands on that side too. So in a drawer scene the state tells the drawers' side
+    at every step, not only at the hand's start."""
+    away = -np.sign(CABINET_Y[side])
+    tray = list(range(len(TRAY_SLOTS)))
+    obj = list(range(len(OBJECT_SLOTS)))
+    if present["button_drawer"]:
+        tray = [i for i in tray if np.sign(TRAY_SLOTS[i, 1]) == away]
+    if present["button_drawer"] or present["handle_drawer"]:
+        obj = [int(np.argmax(OBJECT_SLOTS[:, 1] * away))]
+    return tray, obj
+
+
 def sample_scenes(n: int, seed: int, num_behaviours: int = 3, object_probability: float = OBJECT_PROBABILITY) -> np.ndarray:
-    """``n`` task rows: each object present with probability ``object_probability``; drawer side (2),
-    tray slot (4) and object slot (4) uniform; then the desired behaviour uniform among
-    the feasible ones."""
+    """``n`` task rows: each object present with probability ``object_probability``; drawer side
+    uniform; tray and object slots uniform among ``slot_choices``; then the desired behaviour
+    uniform among the feasible ones."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n):
         present = {name: bool(rng.random() < object_probability) for name in OBJECTS}
         behaviour = int(rng.choice(feasible(present, num_behaviours)))
-        side, tray, obj = (int(rng.integers(k)) for k in (2, len(TRAY_SLOTS), len(OBJECT_SLOTS)))
+        side = int(rng.integers(2))
+        trays, objs = slot_choices(present, side)
+        tray, obj = int(rng.choice(trays)), int(rng.choice(objs))
         rows.append(Scene(present, side, tray, obj, behaviour).to_task())
     return np.stack(rows)
 
