@@ -153,16 +153,16 @@ def slot_choices(present: dict[str, bool], side: int) -> tuple[list[int], list[i
 def sample_scenes(n: int, seed: int, num_behaviours: int = 3, object_probability: float = OBJECT_PROBABILITY) -> np.ndarray:
     """``n`` task rows: each object present with probability ``object_probability``; drawer side
     uniform; tray and object slots uniform among ``slot_choices``; then the desired behaviour
-    uniform among the feasible ones."""
+    uniform among the feasible ones. The draws are version 3's, so a seed gives the scenes it gave
+    then, with only the slots moved."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n):
         present = {name: bool(rng.random() < object_probability) for name in OBJECTS}
         behaviour = int(rng.choice(feasible(present, num_behaviours)))
-        side = int(rng.integers(2))
+        side, tray, obj = (int(rng.integers(k)) for k in (2, len(TRAY_SLOTS), len(OBJECT_SLOTS)))
         trays, objs = slot_choices(present, side)
-        tray, obj = int(rng.choice(trays)), int(rng.choice(objs))
-        rows.append(Scene(present, side, tray, obj, behaviour).to_task())
+        rows.append(Scene(present, side, trays[tray % len(trays)], objs[obj % len(objs)], behaviour).to_task())
     return np.stack(rows)
 
 
