@@ -191,6 +191,7 @@ def run_policy(policy, z: torch.Tensor, tasks: np.ndarray, scenes: int = 20) -> 
         print(f"  {'deterministic' if deterministic else 'sampled':13s} success {success.mean():.2f} on {scenes} training scenes x 2 "
               f"({per}); hand x at the end {end.mean():.2f} (min {end.min():.2f})")
         describe_move_hand(episodes, np.repeat(tasks[:scenes], 2, axis=0), success)
+        describe_top_drawer(episodes, np.repeat(tasks[:scenes], 2, axis=0), success)
     lanes.close()
 
 
@@ -216,6 +217,21 @@ def describe_move_hand(episodes, tasks: np.ndarray, success: np.ndarray) -> None
         print(f"    move hand to ({goal[i, 0]:.2f}, {goal[i, 1]:+.2f}, {goal[i, 2]:.2f}): closest {closest[i]:.3f} at step "
               f"{step[i]}, ends at ({hand[i, -1, 0]:.2f}, {hand[i, -1, 1]:+.2f}, {hand[i, -1, 2]:.2f})"
               f"{', success' if success[move[i]] else ''}")
+
+
+def describe_top_drawer(episodes, tasks: np.ndarray, success: np.ndarray) -> None:
+    """Top-drawer episodes one by one: the hand's closest approach to the handle (where it stands
+    closed), the finger gap there and the widest the drawer opened, to tell an actor that never
+    reaches the handle from one that reaches it and does not close on it or pull."""
+    top = np.flatnonzero(S.behaviour_index(tasks) == S.BEHAVIOURS.index("open_top_drawer"))
+    obs = episodes["next", "observation"][top].numpy()
+    handle = np.stack([S.Scene.from_task(t).handle for t in tasks[top]]).reshape(-1, 3)
+    closest, step = closest_approach(obs[..., S.OBS_SLICES["hand"]], handle)
+    gap = obs[np.arange(len(top)), step, S.OBS_SLICES["gap"].start]
+    opening = obs[..., S.OBS_SLICES["handle_drawer"].start].max(-1)
+    for i in range(len(top)):
+        print(f"    top drawer, handle at ({handle[i, 0]:.2f}, {handle[i, 1]:+.2f}, {handle[i, 2]:.2f}): closest {closest[i]:.3f} "
+              f"at step {step[i]}, finger gap there {gap[i]:.3f}, widest opening {opening[i]:.3f}{', success' if success[top[i]] else ''}")
 
 
 def describe_meta_test(model, ds, seeds: list[int], runs: int = 4) -> None:

@@ -109,3 +109,23 @@ def test_nearest_centroid_accuracy_reads_a_label_back_only_where_the_points_hold
     # Alternating labels: each point's own class, without it, is centred on the far cluster
     # (e.g. for 0.0: class 0 is {1.0} at 1.0, class 1 is {0.1, 1.1} at 0.6), so every point is missed.
     assert sawyer.nearest_centroid_accuracy(points, np.array([0, 1, 0, 1])) == 0.0
+
+
+def test_top_drawer_report_reads_the_handle_approach_the_gap_there_and_the_widest_opening(capsys):
+    from tensordict import TensorDict
+
+    from smac_lightning.envs.sawyer import scene as S
+
+    everything = {name: True for name in S.OBJECTS}
+    top = S.Scene(everything, 0, 0, 0, S.BEHAVIOURS.index("open_top_drawer"))
+    move = S.Scene(everything, 0, 0, 0, S.BEHAVIOURS.index("move_hand"))
+    obs = np.zeros((2, 3, S.OBS_DIM), np.float32)
+    obs[0, :, :3] = [top.handle + [0.0, 0.0, 0.10], top.handle + [0.0, 0.03, 0.0], top.handle + [-0.05, 0.0, 0.0]]
+    obs[0, :, 3] = [0.06, 0.01, 0.01]  # closed at the handle
+    obs[0, :, S.OBS_SLICES["handle_drawer"]] = np.array([[0.0], [0.0], [0.05]])
+    obs[1, :, S.OBS_SLICES["handle_drawer"]] = 0.3  # a move-hand episode is not reported
+    episodes = TensorDict({"next": {"observation": torch.as_tensor(obs)}}, batch_size=[2, 3])
+    sawyer.describe_top_drawer(episodes, np.stack([top.to_task(), move.to_task()]), np.array([False, True]))
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    assert "closest 0.030 at step 1, finger gap there 0.010, widest opening 0.050" in out[0] and "success" not in out[0]
