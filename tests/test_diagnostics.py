@@ -121,7 +121,7 @@ def test_top_drawer_report_reads_the_handle_approach_the_gap_there_and_the_wides
     move = S.Scene(everything, 0, 0, 0, S.BEHAVIOURS.index("move_hand"))
     obs = np.zeros((2, 3, S.OBS_DIM), np.float32)
     obs[0, :, :3] = [top.handle + [0.0, 0.0, 0.10], top.handle + [0.0, 0.03, 0.0], top.handle + [-0.05, 0.0, 0.0]]
-    obs[0, :, 3] = [0.06, 0.01, 0.01]  # closed at the handle
+    obs[0, :, S.OBS_SLICES["gap"].start] = [0.06, 0.01, 0.01]  # closed at the handle
     obs[0, :, S.OBS_SLICES["handle_drawer"]] = np.array([[0.0], [0.0], [0.05]])
     obs[1, :, S.OBS_SLICES["handle_drawer"]] = 0.3  # a move-hand episode is not reported
     episodes = TensorDict({"next": {"observation": torch.as_tensor(obs)}}, batch_size=[2, 3])

@@ -54,6 +54,16 @@ def test_online_rows_are_appended_flagged_and_sampled():
     assert not offline["generated"].any()
 
 
+def test_online_only_draws_a_tasks_online_rows_once_it_has_some():
+    replay = MultiTaskReplay(_offline(), online_capacity=4)
+    replay.extend(1, _online_rows(1, 3, reward=-7.0))
+    rows = replay.draw(torch.tensor([1, 0]), 200, torch.Generator().manual_seed(0), online_only=True)
+    assert set(rows[0].tolist()) == {5, 6, 7}  # task 1: its three online rows, never an offline one
+    assert set(rows[1].tolist()) == set(range(5))  # task 0 has none yet: all its rows
+    replay.extend(0, _online_rows(0, 1, reward=-3.0))
+    assert set(replay.draw(torch.tensor([0]), 50, online_only=True)[0].tolist()) == {5}
+
+
 def test_online_ring_overwrites_only_online_rows():
     replay = MultiTaskReplay(_offline(), online_capacity=4)
     replay.extend(0, _online_rows(0, 3, reward=1.0))
@@ -166,6 +176,20 @@ def test_rl_batch_grows_at_the_phase_switch_and_contexts_come_from_the_rl_buffer
     assert sizes == [8, 8, 8, 12, 12]
     separate = _loaded(OfflineMetaDataModule(family, str(dataset_dir), 50, 30, encoder_buffer="separate"))
     assert separate.encoder is not separate.rl and separate.encoder.offline_size == 30
+
+
+def test_online_contexts_start_at_the_phase_switch_and_leave_the_rl_rows_alone(family, dataset_dir):
+    dm = _loaded(OfflineMetaDataModule(family, str(dataset_dir), 50, 30, batch_size=8, context_size=40))
+    for task in range(dm.num_train_tasks):
+        dm.rl.extend(task, _online_rows(task, 2, reward=-7.0))
+    dm.online_from_batch, dm.online_contexts = 2, True
+    batches = [batch for batch, _ in zip(dm.train_dataloader(), range(4))]
+    for k, batch in enumerate(batches):
+        generated = batch["context"]["generated"]
+        assert generated.all() if k >= 2 else not generated.all()  # 40 rows of 52: some offline ones before
+        assert not batch["rl"]["generated"].all()  # the RL rows still come from the whole buffer
+    dm.online_contexts = False
+    assert not next(iter(dm.train_dataloader()))["context"]["generated"].all()
 
 
 def test_windows_are_the_first_or_last_rows_in_the_order_written():

@@ -423,3 +423,22 @@ def test_self_supervision_on_held_out_tasks_gives_them_rows_that_meta_batches_dr
     fresh = smoke_cli(tmp_path).datamodule
     fresh.load_state_dict(state)
     assert fresh.rl.num_tasks == train + held_out and torch.equal(fresh.rl.sizes, dm.rl.sizes)
+
+
+def test_online_contexts_switch_at_the_phase_and_a_frozen_separate_buffer_is_refused(tmp_path):
+    """``self_supervised.contexts: online``: from the switch on, meta-batches take a task's context from
+    its online rows once it has some (tests/test_replay.py checks the rows); a context buffer that
+    never receives online rows is refused."""
+    from smac_lightning.rollout.self_supervised import SelfSupervisedConfig
+
+    made = smoke_cli(tmp_path, "--model.self_supervised.contexts", "online")
+    made.trainer.fit(made.model, made.datamodule)
+    dm, switch = made.datamodule, made.model.hparams.offline_updates
+    assert dm.online_contexts and dm.contexts_online(switch) and not dm.contexts_online(switch - 1)
+    assert (dm.rl.sizes > dm.rl.offline_size).any()  # the phase collected: there are online rows to read
+    frozen = smoke_cli(tmp_path / "frozen", "--model.self_supervised.contexts", "online", "--data.encoder_buffer", "separate",
+                       "--model.self_supervised.encoder_buffer", "freeze")
+    with pytest.raises(ConfigError, match="contexts: online needs online rows"):
+        frozen.trainer.fit(frozen.model, frozen.datamodule)
+    with pytest.raises(ConfigError, match="model.self_supervised.contexts"):
+        SelfSupervisedConfig(contexts="offline")

@@ -186,6 +186,12 @@ class SMAC(MetaLearner):
             return
         dm = self.trainer.datamodule
         dm.online_from_batch = self.hparams.offline_updates  # the self-supervised phase's RL batch size
+        dm.online_contexts = self.self_supervised.contexts == "online"  # ... and its contexts
+        if dm.online_contexts and dm.encoder is not dm.rl and self.self_supervised.encoder_buffer == "freeze":
+            raise ConfigError(
+                "model.self_supervised.contexts: online needs online rows in the context buffer, and with "
+                "data.encoder_buffer: separate and model.self_supervised.encoder_buffer: freeze it gets none"
+            )
         if self.hparams.true_task_as_z:
             freeze(self.encoder, self.decoder)  # never trained: kept out of DDP's gradient reduction
         if self.hparams.actor_rows == "until_success":

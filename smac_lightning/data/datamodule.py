@@ -39,8 +39,11 @@ class _MetaBatches(IterableDataset):
         while True:
             generators = [torch.Generator().manual_seed(dm.batch_seed(k + j)) for j in range(dm.updates_per_batch)]
             # The phase's RL batch changes only at an update boundary, which is a multiple of K.
-            size = dm.rl_batch_size(k)
-            yield dm.sample_meta_batch(generators[0], size) if len(generators) == 1 else dm.sample_meta_batches(generators, size)
+            size, online = dm.rl_batch_size(k), dm.contexts_online(k)
+            if len(generators) == 1:
+                yield dm.sample_meta_batch(generators[0], size, online)
+            else:
+                yield dm.sample_meta_batches(generators, size, online)
             k += len(generators)
 
 
@@ -85,6 +88,7 @@ class MetaDataModule(L.LightningDataModule):
         self.updates_per_batch = 1  # meta-batches per training batch: set by a learner that takes several
         self.online_batch_size = batch_size
         self.online_from_batch: int | None = None  # set by a learner whose RL batch changes with its phase
+        self.online_contexts = False  # from online_from_batch on, contexts from a task's online rows once it has some
         self.held_out_in_replay = False  # held-out tasks' own rows join the replays (self-supervision on them)
         self.rl: MultiTaskReplay
         self.encoder: MultiTaskReplay
@@ -95,8 +99,14 @@ class MetaDataModule(L.LightningDataModule):
 
     def rl_batch_size(self, k: int) -> int:
         """RL rows per task in meta-batch ``k``: ``batch_size``, then ``online_batch_size`` from ``online_from_batch`` on."""
-        online = self.online_from_batch is not None and k >= self.online_from_batch
-        return self.online_batch_size if online else self.batch_size
+        return self.online_batch_size if self._online_phase(k) else self.batch_size
+
+    def contexts_online(self, k: int) -> bool:
+        """Whether meta-batch ``k`` draws its contexts from the tasks' online rows (``online_contexts``)."""
+        return self.online_contexts and self._online_phase(k)
+
+    def _online_phase(self, k: int) -> bool:
+        return self.online_from_batch is not None and k >= self.online_from_batch
 
     @property
     def train_tasks(self) -> torch.Tensor:
@@ -144,21 +154,24 @@ class MetaDataModule(L.LightningDataModule):
     def batch_seed(self, k: int) -> int:
         return (self.seed * 1_000_003 + self.rank) * 1_000_000_007 + k
 
-    def sample_meta_batch(self, generator: torch.Generator | None = None, batch_size: int | None = None) -> TensorDict:
+    def sample_meta_batch(self, generator: torch.Generator | None = None, batch_size: int | None = None,
+                          online_contexts: bool = False) -> TensorDict:
         """``meta_batch`` training tasks drawn with replacement (as the authors did), each with its context and RL rows."""
         generator = self.generator if generator is None else generator
-        return self._gather(*self._draw(generator, batch_size or self.batch_size))
+        return self._gather(*self._draw(generator, batch_size or self.batch_size, online_contexts))
 
-    def sample_meta_batches(self, generators: list[torch.Generator], batch_size: int | None = None) -> TensorDict:
+    def sample_meta_batches(self, generators: list[torch.Generator], batch_size: int | None = None,
+                            online_contexts: bool = False) -> TensorDict:
         """One meta-batch per generator, each the one ``sample_meta_batch`` draws from it, stacked
         ``[len(generators), meta_batch]``: one gather per replay for all of them."""
-        drawn = [self._draw(generator, batch_size or self.batch_size) for generator in generators]
+        drawn = [self._draw(generator, batch_size or self.batch_size, online_contexts) for generator in generators]
         return self._gather(*(torch.cat(parts) for parts in zip(*drawn))).reshape(len(generators), self.meta_batch)
 
-    def _draw(self, generator: torch.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _draw(self, generator: torch.Generator, batch_size: int, online_contexts: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pool = self.rl.has_rows().nonzero().flatten()  # the training tasks, and held-out ones once they have rows
         tasks = pool[torch.randint(len(pool), (self.meta_batch,), generator=generator)]
-        return tasks, self.encoder.draw(tasks, self.context_size, generator), self.rl.draw(tasks, batch_size, generator)
+        context = self.encoder.draw(tasks, self.context_size, generator, online_only=online_contexts)
+        return tasks, context, self.rl.draw(tasks, batch_size, generator)
 
     def _gather(self, tasks: torch.Tensor, context_rows: torch.Tensor, rl_rows: torch.Tensor) -> TensorDict:
         return TensorDict(

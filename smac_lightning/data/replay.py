@@ -83,12 +83,15 @@ class MultiTaskReplay:
         return self.rows(tasks, self.draw(tasks, n, generator, offline_only))
 
     def draw(self, tasks: torch.Tensor, n: int, generator: torch.Generator | None = None,
-             offline_only: bool = False) -> torch.Tensor:
-        """The row numbers ``sample`` would take: ``[len(tasks), n]``."""
+             offline_only: bool = False, online_only: bool = False) -> torch.Tensor:
+        """The row numbers ``sample`` would take: ``[len(tasks), n]``. ``online_only`` draws a task's
+        online rows alone once it has some (all its rows until then)."""
         if offline_only:
             start, stop = torch.zeros_like(tasks), torch.full_like(tasks, self.offline_size)
         else:
             start, stop = self.start[tasks], self.sizes[tasks]
+            if online_only:
+                start = torch.where(stop > self.offline_size, torch.clamp(start, min=self.offline_size), start)
         u = torch.rand(len(tasks), n, generator=generator)
         return start.unsqueeze(1) + (u * (stop - start).unsqueeze(1)).long()
 

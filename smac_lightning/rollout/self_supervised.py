@@ -59,6 +59,13 @@ class SelfSupervisedConfig:
         collect: ``False`` runs the phase without its data: no env steps, the same updates (frozen
             encoder, PEARL term, RL batch ``online_batch_size``) on the offline rows alone. An
             ablation, not SMAC: it tells what the phase's losses do without self-supervision.
+        contexts: where the phase's updates take each task's context (and so the z that actor and
+            critic see): ``buffer``, the task's whole context buffer, offline rows included (the
+            authors'); or ``online``, its online rows alone once it has some, so the policy trains on
+            z inferred from its own histories from the first iteration on. The authors' long runs
+            come to much the same by volume (their online rows outnumber the offline ones); at a
+            reduced budget the offline rows dominate the buffer, and ``online`` is the way to the
+            same regime.
     """
 
     iterations: int = 501
@@ -72,6 +79,7 @@ class SelfSupervisedConfig:
     tasks: Literal["train", "test"] = "train"
     train_encoder: bool = False
     collect: bool = True
+    contexts: Literal["buffer", "online"] = "buffer"
 
     def __post_init__(self):
         name = "model.self_supervised"
@@ -85,6 +93,8 @@ class SelfSupervisedConfig:
                 )
         if self.posterior_steps < 0:
             raise ConfigError(f"{name}.posterior_steps must be >= 0, got {self.posterior_steps}")
+        if self.contexts not in ("buffer", "online"):
+            raise ConfigError(f"{name}.contexts must be 'buffer' or 'online', got {self.contexts!r}")
 
     @property
     def updates(self) -> int:
