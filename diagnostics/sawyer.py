@@ -13,7 +13,8 @@ decoder's error with another behaviour's z, where draws from p(z) fall); then it
 the policy on 20 training scenes twice each and reports success, deterministic and sampled, and
 where the hand ends against the range the data's hand covers, and where the AWAC weights of a
 meta-batch land: on rows how many steps before their trajectory's first success. Every move-hand
-episode is listed with the hand's closest approach to its goal. ``--meta-test`` also runs the
+episode is listed with the hand's closest approach to its goal, every top-drawer episode with the
+hand's closest approach to the handle, the finger gap there and the widest opening. ``--meta-test`` also runs the
 checkpoint's meta-test protocol on the held-out scenes and lists their move-hand episodes.
 
 ``--bc-bound UPDATES`` trains a policy of the model's shape by behaviour cloning on the data's
@@ -115,7 +116,8 @@ def describe_checkpoint(model, ds, horizon: int) -> None:
     if model.hparams.true_task_as_z:
         z = torch.as_tensor(tasks, dtype=torch.float32)
     else:
-        z = model.encoder.posterior(ds.train_encoder[:, :256])[0]
+        posterior = model.encoder.posterior(ds.train_encoder[:, :256])
+        z = posterior[0]
     z_rows = z[:, None].expand(-1, rl.shape[1], -1)
     q = model.critic(rl["observation"], rl["action"], z_rows).min(0).values.squeeze(-1)
     reward = rl["reward"].squeeze(-1)
@@ -128,7 +130,7 @@ def describe_checkpoint(model, ds, horizon: int) -> None:
         print(f"  {S.BEHAVIOURS[b]:20s} Q on rewarded rows {q[rows][rewarded].mean():7.2f}, others {q[rows][~rewarded].mean():7.2f}; "
               f"first 25 steps: Q {q[rows][:, start].mean():7.2f}, Monte-Carlo {returns[rows][:, start].mean():7.2f}")
     if not model.hparams.true_task_as_z:
-        describe_posterior(model, ds)
+        describe_posterior(model, ds, posterior)
     describe_awac_weights(model, ds, z, horizon)
     hand = rl["observation"][..., 0]
     print(f"  the data's hand x spans [{hand.min():.2f}, {hand.max():.2f}]")
@@ -146,19 +148,20 @@ def nearest_centroid_accuracy(points: np.ndarray, labels: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def describe_posterior(model, ds) -> None:
+def describe_posterior(model, ds, posterior_256) -> None:
     """What z holds: the behaviour and the drawers' side read back from the training scenes' posterior
-    means, the decoder's reward error with a scene's own z against another behaviour's and z = 0, and
-    how far draws from p(z) fall from every scene's posterior."""
+    means (from 64 rows, and ``posterior_256``, the one ``describe_checkpoint`` takes z from), the
+    decoder's reward error with a scene's own z against another behaviour's and z = 0, and how far
+    draws from p(z) fall from every scene's posterior."""
     tasks = np.asarray(ds.train_tasks)
     behaviour, side = S.behaviour_index(tasks), np.rint(tasks[:, S.SIDE]).astype(int)
     chance = np.bincount(behaviour).max() / len(behaviour)
-    posteriors = {n: model.encoder.posterior(ds.train_encoder[:, :n]) for n in (64, 256)}
+    posteriors = {64: model.encoder.posterior(ds.train_encoder[:, :64]), 256: posterior_256}
     for n, (mean, var) in posteriors.items():
         print(f"  posterior from {n} rows: mean norm {mean.norm(dim=-1).median():.2f}, std {var.sqrt().median():.3f} (medians); "
               f"nearest-centroid accuracy of the behaviour {nearest_centroid_accuracy(mean.numpy(), behaviour):.2f} "
               f"(chance {chance:.2f}), of the drawers' side {nearest_centroid_accuracy(mean.numpy(), side):.2f} (chance 0.5)")
-    mean = posteriors[256][0]  # z as describe_checkpoint takes it
+    mean = posterior_256[0]
     rows = ds.train_rl[:, :256]
     other = torch.as_tensor([int(np.flatnonzero(behaviour != b)[0]) for b in behaviour])
     def decoder_error(z):
@@ -179,19 +182,19 @@ def run_policy(policy, z: torch.Tensor, tasks: np.ndarray, scenes: int = 20) -> 
     deterministic and sampled, and where the hand ends."""
     family = SawyerFamily()
     lanes = LockstepEnvs(family.make_env, family.horizon)
-    behaviour = np.repeat(S.behaviour_index(tasks[:scenes]), 2)
+    run_tasks = np.repeat(tasks[:scenes], 2, axis=0)
+    behaviour = S.behaviour_index(run_tasks)
     for deterministic in (True, False):
         torch.manual_seed(0)
-        episodes = lanes.run(np.repeat(tasks[:scenes], 2, axis=0),
-                             LatentPolicy(policy, z[:scenes].repeat_interleave(2, 0), None, False, deterministic).act, 0)
+        episodes = lanes.run(run_tasks, LatentPolicy(policy, z[:scenes].repeat_interleave(2, 0), None, False, deterministic).act, 0)
         success = succeeded(episodes)
         per = ", ".join(f"{S.BEHAVIOURS[b]} {success[behaviour == b].mean():.2f} of {(behaviour == b).sum()}"
                         for b in sorted(set(behaviour)))
         end = episodes["next", "observation"][:, -1, 0]
         print(f"  {'deterministic' if deterministic else 'sampled':13s} success {success.mean():.2f} on {scenes} training scenes x 2 "
               f"({per}); hand x at the end {end.mean():.2f} (min {end.min():.2f})")
-        describe_move_hand(episodes, np.repeat(tasks[:scenes], 2, axis=0), success)
-        describe_top_drawer(episodes, np.repeat(tasks[:scenes], 2, axis=0), success)
+        describe_move_hand(episodes, run_tasks, success)
+        describe_top_drawer(episodes, run_tasks, success)
     lanes.close()
 
 
