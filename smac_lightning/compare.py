@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -212,18 +213,29 @@ def _run_all(plan: Plan, jobs: list[tuple[str, int]], parent_id: str) -> list[tu
     return failed
 
 
+def success_column(metric: str) -> str:
+    """The results column of a success metric: ``eval/{test,train}/final_success[_offline_context][/<behaviour>]``
+    -> ``[train_]success`` or ``[train_]offline_context_success``, with ``/<behaviour>`` where the metric has one."""
+    _, tasks, name, *group = metric.split("/")
+    column = ("train_" if tasks == "train" else "") + ("offline_context_" if name.endswith("_offline_context") else "") + "success"
+    return "/".join([column, *group])
+
+
 def _results(plan: Plan, parent_id: str) -> list[dict]:
-    """One row per run and evaluation, read back from MLflow."""
+    """One row per run and evaluation, read back from MLflow; on families with a success reward also
+    success (held-out, training, from an offline history) overall and per behaviour (``success_column``)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(plan.tracking_uri)
     experiment = client.get_experiment_by_name("smac_lightning")
     children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
     keys = {"final_return": "eval/test/final_return", "offline_context_return": "eval/test/final_return_offline_context",
-            "success": "eval/test/final_success", "train_final_return": "eval/train/final_return"}
+            "train_final_return": "eval/train/final_return"}
     rows = []
     for child in children:
-        histories = {name: {m.step: m.value for m in client.get_metric_history(child.info.run_id, key)} for name, key in keys.items()}
+        successes = sorted(m for m in child.data.metrics if re.fullmatch(r"eval/(test|train)/final_success(_offline_context)?(/\w+)?", m))
+        columns = {**keys, **{success_column(m): m for m in successes}}
+        histories = {name: {m.step: m.value for m in client.get_metric_history(child.info.run_id, key)} for name, key in columns.items()}
         updates = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "progress/updates")}
         for step in sorted(updates):
             row = {"method": child.data.tags["compare.method"], "seed": int(child.data.tags["compare.seed"]), "updates": int(updates[step])}
@@ -232,27 +244,31 @@ def _results(plan: Plan, parent_id: str) -> list[dict]:
     return sorted(rows, key=lambda r: (METHODS.index(r["method"]), r["seed"], r["updates"]))
 
 
+def is_success(column: str) -> bool:
+    return column.split("/")[0].endswith("success")
+
+
 def summarize(rows: list[dict], switch: int) -> list[dict]:
-    """Per method: held-out final_return at the switch and over the last evaluations, mean and std across seeds."""
+    """Per method, mean and std across seeds of the held-out final_return and offline-context return,
+    and of every success column (``success_column``), at the switch and over the last evaluations."""
+    n = LAST_EVALUATIONS
+    columns = [c for c in dict.fromkeys(key for r in rows for key in r) if is_success(c)]
+    named = {"final_return": ("at_switch", f"last{n}"), "offline_context_return": ("offline_context_at_switch", f"offline_context_last{n}"),
+             **{c: (f"{c}_at_switch", f"{c}_last{n}") for c in sorted(columns)}}
     summary = []
     for method in [m for m in METHODS if any(r["method"] == m for r in rows)]:
-        at_switch, at_end, offline_context, success = [], [], [], []
         mine = [r for r in rows if r["method"] == method]
-        for seed in sorted({r["seed"] for r in mine}):
-            runs = [r for r in mine if r["seed"] == seed]
-            switch_rows = [r for r in runs if r["updates"] == switch]
-            if switch_rows:
-                at_switch.append(switch_rows[0]["final_return"])
-            last = runs[-LAST_EVALUATIONS:]
-            at_end.append(np.mean([r["final_return"] for r in last]))
-            offline_context.append(np.mean([r["offline_context_return"] for r in last if r.get("offline_context_return") != ""]))
-            if all(r.get("success", "") != "" for r in last):
-                success.append(np.mean([r["success"] for r in last]))
-        entry = {"method": method, "seeds": len(at_end), "updates": max(r["updates"] for r in mine)}
-        for name, values in (("at_switch", at_switch), (f"last{LAST_EVALUATIONS}", at_end),
-                             (f"offline_context_last{LAST_EVALUATIONS}", offline_context), (f"success_last{LAST_EVALUATIONS}", success)):
-            if values:
-                entry[f"{name}_mean"], entry[f"{name}_std"] = round(float(np.mean(values)), 3), round(float(np.std(values)), 3)
+        entry = {"method": method, "seeds": len({r["seed"] for r in mine}), "updates": max(r["updates"] for r in mine)}
+        for column, (switch_name, last_name) in named.items():
+            at_switch, at_end = [], []
+            for seed in sorted({r["seed"] for r in mine}):
+                runs = [r for r in mine if r["seed"] == seed]
+                at_switch += [r[column] for r in runs if r["updates"] == switch and r.get(column, "") != ""][:1]
+                last = [r[column] for r in runs[-n:] if r.get(column, "") != ""]  # a behaviour may miss an evaluation's draw
+                at_end += [np.mean(last)] if last else []
+            for name, values in ((switch_name, at_switch), (last_name, at_end)):
+                if values:
+                    entry[f"{name}_mean"], entry[f"{name}_std"] = round(float(np.mean(values)), 3), round(float(np.std(values)), 3)
         summary.append(entry)
     return summary
 
@@ -266,16 +282,34 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _table(summary: list[dict]) -> str:
+    n = LAST_EVALUATIONS
     lines = ["held-out final_return (mean +- std across seeds):"]
     for s in summary:
         parts = [f"{s['method']:>8}:"]
         if "at_switch_mean" in s:
             parts.append(f"at the switch {s['at_switch_mean']:.2f} +- {s['at_switch_std']:.2f},")
-        parts.append(f"last {LAST_EVALUATIONS} evaluations {s[f'last{LAST_EVALUATIONS}_mean']:.2f} +- {s[f'last{LAST_EVALUATIONS}_std']:.2f}")
-        if f"success_last{LAST_EVALUATIONS}_mean" in s:
-            parts.append(f"(success {s[f'success_last{LAST_EVALUATIONS}_mean']:.2f})")
+        parts.append(f"last {n} evaluations {s[f'last{n}_mean']:.2f} +- {s[f'last{n}_std']:.2f}")
+        if f"success_last{n}_mean" in s:
+            parts.append(f"(success {s[f'success_last{n}_mean']:.2f})")
         lines.append(" ".join(parts))
+    if any(f"success_last{n}_mean" in s for s in summary):
+        lines.append(f"success, at the switch -> last {n} evaluations (mean across seeds; per behaviour in brackets):")
+        for s in summary:
+            groups = []
+            for column, label in (("success", "held-out"), ("train_success", "training"), ("offline_context_success", "held-out from offline histories")):
+                behaviours = [c[: -len(f"_last{n}_mean")] for c in s if c.startswith(f"{column}/") and c.endswith(f"_last{n}_mean")]
+                if f"{column}_last{n}_mean" in s:
+                    inner = ", ".join(f"{b.split('/')[1]} {_change(s, b)}" for b in behaviours)
+                    groups.append(f"{label} {_change(s, column)}" + (f" ({inner})" if inner else ""))
+            lines.append(f"{s['method']:>8}: " + "; ".join(groups))
     return "\n".join(lines)
+
+
+def _change(summary: dict, column: str) -> str:
+    """``a -> b``: a column's mean at the switch (``-`` where it has none) and over the last evaluations."""
+    n = LAST_EVALUATIONS
+    before = summary.get(f"{column}_at_switch_mean")
+    return f"{'-' if before is None else f'{before:.2f}'} -> {summary[f'{column}_last{n}_mean']:.2f}"
 
 
 def plot(rows: list[dict], switch: int, path: Path, family: str) -> None:

@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 import smac_lightning.compare as compare
-from smac_lightning.compare import _config_only, method_args, parse, summarize, Plan
+from smac_lightning.compare import _config_only, method_args, parse, success_column, summarize, Plan
 from smac_lightning.errors import ConfigError
 
 from conftest import ROOT, SMOKE_ARGS, run_cli
@@ -64,6 +64,36 @@ def test_summary_by_hand():
     assert entry["at_switch_mean"] == -11.0 and entry["at_switch_std"] == 1.0
     assert entry["last3_mean"] == -9.0 and entry["last3_std"] == 1.0
     assert entry["offline_context_last3_mean"] == -10.0 and "success_last3_mean" not in entry
+    assert "success" not in compare._table([entry])  # a family without a success reward prints returns only
+
+
+def test_success_metrics_get_their_columns():
+    assert success_column("eval/test/final_success") == "success"
+    assert success_column("eval/test/final_success/open_top_drawer") == "success/open_top_drawer"
+    assert success_column("eval/train/final_success/move_hand") == "train_success/move_hand"
+    assert success_column("eval/test/final_success_offline_context") == "offline_context_success"
+    assert success_column("eval/train/final_success_offline_context/move_hand") == "train_offline_context_success/move_hand"
+
+
+def test_success_per_behaviour_by_hand():
+    # two seeds, evaluations at 10 (the switch) .. 40; the training draw misses move_hand at 40 in seed 1
+    rows = []
+    for seed, hand, drawer in ((0, [0.0, 0.5, 1.0, 1.0], [0.0, 0.0, 0.25, 0.5]), (1, [0.5, 0.5, 0.5, 1.0], [0.0, 0.0, 0.0, 0.25])):
+        for i, u in enumerate((10, 20, 30, 40)):
+            rows.append({"method": "smac", "seed": seed, "updates": u, "final_return": -1.0, "offline_context_return": -1.0,
+                         "success": (hand[i] + drawer[i]) / 2, "success/move_hand": hand[i], "success/open_top_drawer": drawer[i],
+                         "train_success": 0.5, "train_success/move_hand": "" if (seed, u) == (1, 40) else 1.0})
+    (entry,) = summarize(rows, switch=10)
+    # move hand at the switch 0.0 and 0.5; last three mean(0.5, 1, 1) = 5/6 and mean(0.5, 0.5, 1) = 2/3
+    assert entry["success/move_hand_at_switch_mean"] == 0.25 and entry["success/move_hand_at_switch_std"] == 0.25
+    assert entry["success/move_hand_last3_mean"] == round((5 / 6 + 2 / 3) / 2, 3)
+    # top drawer: last three mean(0, 0.25, 0.5) = 0.25 and mean(0, 0, 0.25) = 1/12
+    assert entry["success/open_top_drawer_last3_mean"] == round((0.25 + 1 / 12) / 2, 3)
+    assert entry["success_last3_mean"] == round((0.25 + 1 / 12 + 5 / 6 + 2 / 3) / 4, 3)
+    assert entry["train_success/move_hand_last3_mean"] == 1.0  # the missing draw is skipped, not read as 0
+    table = compare._table([entry])
+    assert "held-out 0.12 -> 0.46 (move_hand 0.25 -> 0.75, open_top_drawer 0.00 -> 0.17)" in table
+    assert "training 0.50 -> 0.50 (move_hand 1.00 -> 1.00)" in table
 
 
 def test_a_failed_run_is_named_and_the_finished_ones_are_still_summarised(tmp_path, monkeypatch):
