@@ -47,3 +47,44 @@ def newest_intact(folder: Path, but: Path | None = None) -> Path | None:
         except Exception:
             continue
     return None
+
+
+# Options that decide the networks' shapes: a checkpoint's weights cannot take others.
+SHAPE_OPTIONS = ("obs_dim", "act_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "policy_hidden", "critic_hidden",
+                 "use_next_obs_in_context", "value", "true_task_as_z")
+
+
+def fork(checkpoint: dict, changes: dict[str, str]) -> dict:
+    """``checkpoint`` with model options changed, so that ``fit --ckpt_path`` continues its state under them.
+
+    ``fit --ckpt_path FILE`` takes the model's options from the file, over the command line and the
+    configs (LightningCLI), so another setting has to be written into the file. Each key of ``changes``
+    is an option as configs name it, dotted into sections (``self_supervised.rewards``), and its text is
+    read as the option's current type (``rewards: true`` stays the choice ``'true'``). An option the
+    checkpoint does not hold, one that shapes the networks, or a value of another type is refused."""
+    hparams = checkpoint["hyper_parameters"]
+    for key, text in changes.items():
+        *path, last = key.split(".")
+        if (path[0] if path else last) in SHAPE_OPTIONS:
+            raise ConfigError(f"model.{key} decides the networks' shapes: a checkpoint's weights cannot take another")
+        node = hparams
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"model.{key}: the checkpoint's model options have no {part!r} section")
+            node = node[part]
+        if last not in node:
+            raise ConfigError(f"model.{key}: the checkpoint's model options have no {last!r} (it has {', '.join(sorted(node))})")
+        node[last] = _typed(key, text, node[last])
+    return checkpoint
+
+
+def _typed(key: str, text: str, current: object) -> object:
+    if isinstance(current, str) or current is None:
+        return text
+    import yaml
+
+    value = yaml.safe_load(text)
+    kinds = (int, float) if isinstance(current, float) else (type(current),)
+    if isinstance(value, bool) != isinstance(current, bool) or not isinstance(value, kinds):
+        raise ConfigError(f"model.{key} holds {current!r} ({type(current).__name__}); {text!r} is not one")
+    return float(value) if isinstance(current, float) else value

@@ -10,6 +10,11 @@ Per seed, on one dataset and one meta-test protocol, it trains:
   its data (``model.self_supervised.collect false``): what the phase's losses give on the offline
   rows alone, so that SMAC's gain over it is the self-supervised data's.
 
+``--fork DIR`` runs the self-supervised methods (``oracle``, ``no_online_data``) from the switch
+checkpoints of an earlier comparison's SMAC runs instead (kept with ``--checkpoint.save_top_k -1``):
+each starts its phase from the very state SMAC started from, so the comparison is paired and costs
+no offline phase; the runs join that comparison's parent run and summary.
+
 Each run is a ``fit`` in its own process, logged to MLflow as a child of one parent run. The held-out
 numbers of every evaluation go to ``results.csv``, the per-method summary to ``summary.csv``, and
 ``compare.png`` plots mean and spread across seeds with the phase switch marked, like the paper's
@@ -37,9 +42,11 @@ PAPER_METHODS = ("smac", "oracle", "offline", "meta_bc")  # the default: the pap
 METHODS = (*PAPER_METHODS, "no_online_data")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 LAST_EVALUATIONS = 3  # the end of a run is the mean of its last evaluations (one scatters by about +-1.5)
+FORKABLE = ("oracle", "no_online_data")  # what differs from SMAC only after the switch
+PLAN_FILE = "compare.json"  # in the output folder: what ``--fork`` needs of a comparison
 USAGE = (
     "usage: python -m smac_lightning compare --config CONFIG [--config OVERLAY ...] [--seeds N] [--first-seed K] "
-    f"[--methods {','.join(METHODS)}] [--out DIR] [--jobs J] [fit options ...]"
+    f"[--methods {','.join(METHODS)}] [--out DIR] [--jobs J] [--fork DIR] [fit options ...]"
 )
 
 
@@ -55,6 +62,8 @@ class Plan:
     self_supervised_updates: int
     family: str
     first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1: more seeds for an earlier comparison
+    fork_from: dict | None = None  # ``--fork``: the earlier comparison's compare.json
+    runs_root: str = "runs"  # trainer.default_root_dir, where the runs' checkpoints are
 
     def runs(self) -> list[tuple[str, int]]:
         """(method, seed) in the order they run: every method of a seed before the next seed."""
@@ -63,7 +72,7 @@ class Plan:
 
 def parse(args: list[str]) -> Plan:
     """Our own options, then the resolved config (which validates it) for the budgets and the family."""
-    own = {"--seeds": "3", "--first-seed": "0", "--methods": ",".join(PAPER_METHODS), "--out": "", "--jobs": "1"}
+    own = {"--seeds": "3", "--first-seed": "0", "--methods": ",".join(PAPER_METHODS), "--out": "", "--jobs": "1", "--fork": ""}
     rest, i = [], 0
     while i < len(args):
         name, _, value = args[i].partition("=")
@@ -110,8 +119,28 @@ def parse(args: list[str]) -> Plan:
     ss = model["self_supervised"]
     logger = (config.get("trainer") or {}).get("logger") or {}
     uri = (logger.get("init_args") or {}).get("tracking_uri") or DEFAULT_TRACKING_URI
-    out = Path(own["--out"] or f"compare/{family}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return Plan(rest, seeds, methods, out, jobs, uri, model["offline_updates"], ss["iterations"] * ss["updates_per_iteration"], family, first_seed)
+    fork_from = _fork_source(own["--fork"], methods, family, model["offline_updates"]) if own["--fork"] else None
+    out = Path(own["--out"] or own["--fork"] or f"compare/{family}-{time.strftime('%Y%m%d-%H%M%S')}")
+    root = (config.get("trainer") or {}).get("default_root_dir") or "runs"
+    return Plan(rest, seeds, methods, out, jobs, uri, model["offline_updates"], ss["iterations"] * ss["updates_per_iteration"],
+                family, first_seed, fork_from, root)
+
+
+def _fork_source(folder: str, methods: list[str], family: str, offline_updates: int) -> dict:
+    """The earlier comparison's ``compare.json``, checked against what this one forks."""
+    others = sorted(set(methods) - set(FORKABLE))
+    if others:
+        raise ConfigError(f"compare --fork: only {', '.join(FORKABLE)} can start from SMAC's switch; not {', '.join(others)}")
+    path = Path(folder) / PLAN_FILE
+    if not path.is_file():
+        raise ConfigError(f"compare --fork: {path} does not exist: give the output folder of a comparison (one run since compare wrote {PLAN_FILE})")
+    source = json.loads(path.read_text())
+    if (source["family"], source["offline_updates"]) != (family, offline_updates):
+        raise ConfigError(
+            f"compare --fork: {folder} compared {source['family']} with a switch at {source['offline_updates']} updates; "
+            f"this config is {family} with {offline_updates}: give the same config and budget"
+        )
+    return source
 
 
 def method_args(plan: Plan, method: str) -> list[str]:
@@ -139,16 +168,24 @@ def run(args: list[str]) -> None:
         raise ConfigError("compare: making the dataset failed (see above)")
     mlflow.set_tracking_uri(plan.tracking_uri)
     mlflow.set_experiment("smac_lightning")
-    with mlflow.start_run(run_name=f"compare {plan.family} x{plan.seeds}") as parent:
-        mlflow.log_params({"config_args": " ".join(plan.config_args)[:6000], "seeds": plan.seeds,
-                           "first_seed": plan.first_seed, "methods": ",".join(plan.methods)})
+    jobs = plan.runs()
+    if plan.fork_from:  # every fork is written before anything runs: a missing checkpoint stops it at once
+        for method, seed in jobs:
+            write_fork(plan, method, seed)
+    parent_run = {"run_id": plan.fork_from["parent_run"]} if plan.fork_from else {"run_name": f"compare {plan.family} x{plan.seeds}"}
+    with mlflow.start_run(**parent_run) as parent:
         parent_id = parent.info.run_id
-        jobs = plan.runs()
+        if not plan.fork_from:
+            mlflow.log_params({"config_args": " ".join(plan.config_args)[:6000], "seeds": plan.seeds,
+                               "first_seed": plan.first_seed, "methods": ",".join(plan.methods)})
+            source = {"parent_run": parent_id, "family": plan.family, "offline_updates": plan.offline_updates, "tracking_uri": plan.tracking_uri}
+            (plan.out / PLAN_FILE).write_text(json.dumps(source, indent=1) + "\n")
         seeds = f"{plan.first_seed}-{plan.first_seed + plan.seeds - 1}"
         print(f"compare: {len(jobs)} runs ({', '.join(plan.methods)} x seeds {seeds}) into {plan.out}, "
               f"MLflow parent run {parent_id} in {plan.tracking_uri}", flush=True)
         failed = _run_all(plan, jobs, parent_id)
         # a failed run's partial curve would pass for a finished one in the summary: only finished runs go in
+        # (with --fork the summary is the whole comparison's: its SMAC runs and every fork so far)
         rows = [r for r in _results(plan, parent_id) if (r["method"], r["seed"]) not in failed]
         summary = summarize(rows, plan.offline_updates)
         if rows:
@@ -157,7 +194,7 @@ def run(args: list[str]) -> None:
             plot(rows, plan.offline_updates, plan.out / "compare.png", plan.family)
             for name in ("results.csv", "summary.csv", "compare.png"):
                 mlflow.log_artifact(str(plan.out / name))
-        mlflow.log_metric("wall_time_s", time.perf_counter() - started)
+        mlflow.log_metric("fork_wall_time_s" if plan.fork_from else "wall_time_s", time.perf_counter() - started)
     if summary:
         print(_table(summary))
     minutes = (time.perf_counter() - started) / 60
@@ -169,6 +206,54 @@ def run(args: list[str]) -> None:
             f"run one again with --methods {failed[0][0]} --first-seed {failed[0][1]} --seeds 1"
         )
     print(f"compare: done in {minutes:.1f} min; {plan.out}/results.csv, summary.csv, compare.png")
+
+
+def fork_path(plan: Plan, method: str, seed: int) -> Path:
+    return plan.out / "forks" / f"{method}-seed{seed}.ckpt"
+
+
+def write_fork(plan: Plan, method: str, seed: int) -> Path:
+    """``method``'s start for ``seed``: the SMAC run's checkpoint at the switch with the method's model
+    options and the command line's ``--model.*`` ones written in (a checkpoint's options win over
+    the command line's in ``fit --ckpt_path``)."""
+    from mlflow.tracking import MlflowClient
+
+    import torch
+
+    from smac_lightning.checkpoints import fork
+
+    client = MlflowClient(plan.tracking_uri)
+    experiment = client.get_experiment_by_name("smac_lightning")
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{plan.fork_from['parent_run']}'")
+    smac = [c for c in children if c.data.tags.get("compare.method") == "smac" and c.data.tags.get("compare.seed") == str(seed)]
+    if not smac:
+        raise ConfigError(f"compare --fork: the comparison has no SMAC run of seed {seed}")
+    folder = Path(plan.runs_root) / experiment.experiment_id / smac[0].info.run_id / "checkpoints"
+    found = sorted(folder.glob(f"*step={plan.offline_updates}.ckpt"))
+    if not found:
+        raise ConfigError(
+            f"compare --fork: no checkpoint of update {plan.offline_updates} in {folder}: the SMAC runs must keep their "
+            f"checkpoints (run that comparison with --checkpoint.save_top_k -1)"
+        )
+    checkpoint = torch.load(found[0], map_location="cpu", weights_only=False)
+    fork(checkpoint, {**_model_options(plan.config_args), **_model_options(method_args(plan, method))})
+    path = fork_path(plan, method, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+    return path
+
+
+def _model_options(args: list[str]) -> dict[str, str]:
+    """``--model.KEY VALUE`` (or ``=VALUE``) options as ``{KEY: VALUE}``."""
+    options, i = {}, 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if not eq:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        if name.startswith("--model."):
+            options[name[len("--model."):]] = value
+        i += 1 if eq else 2
+    return options
 
 
 def _config_only(args: list[str]) -> list[str]:
@@ -190,11 +275,12 @@ def _run_all(plan: Plan, jobs: list[tuple[str, int]], parent_id: str) -> list[tu
             method, seed = pending.pop(0)
             log = plan.out / f"{method}-seed{seed}.log"
             tags = {"mlflow.parentRunId": parent_id, "compare.method": method, "compare.seed": str(seed)}
+            resume = ["--ckpt_path", str(fork_path(plan, method, seed))] if plan.fork_from else []
             command = [
                 sys.executable, "-m", "smac_lightning", "fit", *plan.config_args, *method_args(plan, method),
                 "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
-                "--trainer.logger.init_args.run_name", f"{method} seed {seed}",
-                "--trainer.logger.init_args.tags", json.dumps(tags),
+                "--trainer.logger.init_args.run_name", f"{method} seed {seed}" + " (forked)" * bool(resume),
+                "--trainer.logger.init_args.tags", json.dumps(tags), *resume,
             ]
             # the cores shared out between the runs: more compute threads than cores make every run slower
             env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // plan.jobs)))}

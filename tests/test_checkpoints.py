@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from smac_lightning.checkpoints import AtomicCheckpointIO
+from smac_lightning.checkpoints import AtomicCheckpointIO, fork
 from smac_lightning.errors import ConfigError
 
 WRITER = """
@@ -58,3 +58,20 @@ def test_resuming_from_a_truncated_last_checkpoint_names_the_newest_intact_one(s
     assert out.returncode == 2
     (line,) = [line for line in out.stderr.splitlines() if line.startswith("smac_lightning: error:")]
     assert "last.ckpt is not a readable checkpoint" in line and "the newest intact one there is runs/" in line
+
+
+def test_a_fork_sets_the_options_it_is_given_as_their_types_and_refuses_others():
+    checkpoint = {"hyper_parameters": {"lambda_pearl": 1.0, "latent_dim": 5, "self_supervised": {"rewards": "generated", "collect": True}}}
+    fork(checkpoint, {"self_supervised.rewards": "true", "lambda_pearl": "0", "self_supervised.collect": "false"})
+    # the choice 'true' stays a string; 0 becomes the float option's 0.0; false the bool's False
+    assert checkpoint["hyper_parameters"] == {"lambda_pearl": 0.0, "latent_dim": 5, "self_supervised": {"rewards": "true", "collect": False}}
+    assert isinstance(checkpoint["hyper_parameters"]["lambda_pearl"], float)
+    for changes, message in [
+        ({"self_supervised.reward": "true"}, "model.self_supervised.reward: .* no 'reward' .it has collect, rewards"),
+        ({"evaluation.runs_per_task": "8"}, "no 'evaluation' section"),
+        ({"latent_dim": "9"}, "model.latent_dim decides the networks' shapes"),
+        ({"lambda_pearl": "off"}, r"model.lambda_pearl holds 0.0 \(float\); 'off' is not one"),
+        ({"self_supervised.collect": "2"}, "holds False .bool.; '2' is not one"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            fork(checkpoint, changes)

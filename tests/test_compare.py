@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 import smac_lightning.compare as compare
-from smac_lightning.compare import _config_only, method_args, parse, success_column, summarize, Plan
+from smac_lightning.compare import _config_only, _model_options, method_args, parse, success_column, summarize, Plan
 from smac_lightning.errors import ConfigError
 
 from conftest import ROOT, SMOKE_ARGS, run_cli
@@ -96,6 +96,24 @@ def test_success_per_behaviour_by_hand():
     assert "training 0.50 -> 0.50 (move_hand 1.00 -> 1.00)" in table
 
 
+def test_model_options_are_read_from_the_command_line_in_both_spellings():
+    args = ["--config", "a.yaml", "--model.lambda_pearl", "0", "--model.self_supervised.rewards=true", "--trainer.devices", "1"]
+    assert _model_options(args) == {"lambda_pearl": "0", "self_supervised.rewards": "true"}
+
+
+def test_fork_is_refused_for_methods_with_their_own_offline_phase_and_for_another_comparison(tmp_path):
+    with pytest.raises(ConfigError, match="only oracle, no_online_data can start from SMAC's switch; not meta_bc"):
+        parse([*SMOKE_ARGS, "--fork", str(tmp_path), "--methods", "oracle,meta_bc"])
+    with pytest.raises(ConfigError, match="compare.json does not exist"):
+        parse([*SMOKE_ARGS, "--fork", str(tmp_path), "--methods", "oracle"])
+    (tmp_path / "compare.json").write_text('{"parent_run": "x", "family": "PointRobotFamily", "offline_updates": 1000}')
+    with pytest.raises(ConfigError, match="switch at 1000 updates; this config is PointRobotFamily with 40"):
+        parse([*SMOKE_ARGS, "--fork", str(tmp_path), "--methods", "oracle"])
+    (tmp_path / "compare.json").write_text('{"parent_run": "x", "family": "PointRobotFamily", "offline_updates": 40}')
+    plan = parse([*SMOKE_ARGS, "--fork", str(tmp_path), "--methods", "oracle"])
+    assert plan.out == tmp_path and plan.fork_from["parent_run"] == "x"  # the forks join the comparison's folder
+
+
 def test_a_failed_run_is_named_and_the_finished_ones_are_still_summarised(tmp_path, monkeypatch):
     plan = Plan([], 1, ["smac", "offline"], tmp_path / "cmp", 2, f"sqlite:///{tmp_path / 'mlflow.db'}",
                 offline_updates=40, self_supervised_updates=40, family="PointRobotFamily")
@@ -126,3 +144,40 @@ def test_compare_runs_each_method_as_an_mlflow_child_and_writes_its_results(tmp_
     children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.data.tags["compare.method"] for c in children) == ["offline", "smac"]
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"results.csv", "summary.csv", "compare.png"}
+
+
+@pytest.mark.slow
+def test_forked_methods_start_from_smacs_switch_and_join_its_comparison(tmp_path):
+    import torch
+
+    keep = ("--checkpoint.save_top_k", "-1")
+    first = run_cli(tmp_path, "compare", *SMOKE_ARGS, *keep, "--seeds", "1", "--methods", "smac", "--out", "cmp")
+    assert first.returncode == 0, first.stderr[-3000:]
+    refused = run_cli(tmp_path, "compare", *SMOKE_ARGS, "--seeds", "2", "--methods", "oracle", "--fork", "cmp")
+    assert refused.returncode == 2 and "no SMAC run of seed 1" in refused.stderr
+    out = run_cli(tmp_path, "compare", *SMOKE_ARGS, *keep, "--seeds", "1", "--methods", "oracle", "--fork", "cmp")
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(tmp_path / "cmp/results.csv") as f:
+        rows = list(csv.DictReader(f))
+    # SMAC evaluated at the switch (40) and the end (80); the Oracle, started from SMAC's switch, at the end only
+    assert [(r["method"], r["updates"]) for r in rows] == [("smac", "40"), ("smac", "80"), ("oracle", "80")]
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smac_lightning")
+    assert len(client.search_runs([experiment.experiment_id], "tags.mlflow.runName LIKE 'compare%'")) == 1  # one parent
+    forked = torch.load(tmp_path / "cmp/forks/oracle-seed0.ckpt", weights_only=False)
+    assert forked["smac"]["updates"] == 40 and forked["hyper_parameters"]["self_supervised"]["rewards"] == "true"
+    (smac_run,) = [c for c in client.search_runs([experiment.experiment_id], "tags.mlflow.runName = 'smac seed 0'")]
+    (switch,) = (tmp_path / "runs" / experiment.experiment_id / smac_run.info.run_id / "checkpoints").glob("*step=40.ckpt")
+    switch = torch.load(switch, weights_only=False)
+    for key, value in switch["state_dict"].items():  # the very state SMAC switched from
+        assert torch.equal(forked["state_dict"][key], value), key
+
+    def generated(run):  # the flags of the online rows a run's last checkpoint holds (a filled prefix of each ring)
+        (last,) = (tmp_path / "runs" / experiment.experiment_id / run.info.run_id / "checkpoints").glob("last.ckpt")
+        rl = torch.load(last, weights_only=False)["OfflineMetaDataModule"]["rl"]
+        flags = rl["online"]["generated"].squeeze(-1)
+        return flags[torch.arange(flags.shape[1]) < rl["written"].clamp(max=flags.shape[1]).view(-1, 1)]
+
+    (oracle_run,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName = 'oracle seed 0 (forked)'")
+    assert generated(smac_run).all() and not generated(oracle_run).any()  # the decoder's labels, then the env's rewards
+    assert generated(oracle_run).numel() == generated(smac_run).numel() > 0

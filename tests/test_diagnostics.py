@@ -2,7 +2,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 _path = Path(__file__).parent.parent / "diagnostics" / "point_robot_posterior.py"
@@ -130,61 +129,3 @@ def test_top_drawer_report_reads_the_handle_approach_the_gap_there_and_the_wides
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1
     assert "closest 0.030 at step 1, finger gap there 0.010, widest opening 0.050" in out[0] and "success" not in out[0]
-
-
-_fork_path = Path(__file__).parent.parent / "diagnostics" / "fork_checkpoint.py"
-_fork_spec = importlib.util.spec_from_file_location("fork_checkpoint", _fork_path)
-fork_checkpoint = importlib.util.module_from_spec(_fork_spec)
-_fork_spec.loader.exec_module(fork_checkpoint)
-
-
-def test_a_fork_sets_the_options_it_is_given_and_refuses_others():
-    checkpoint = {"hyper_parameters": {"lambda_pearl": 1.0, "latent_dim": 5, "self_supervised": {"rewards": "generated", "collect": True}}}
-    fork_checkpoint.fork(checkpoint, {"self_supervised.rewards": "true", "lambda_pearl": "0"})
-    assert checkpoint["hyper_parameters"] == {"lambda_pearl": 0.0, "latent_dim": 5, "self_supervised": {"rewards": "true", "collect": True}}
-    with pytest.raises(KeyError, match="no 'reward'"):
-        fork_checkpoint.fork(checkpoint, {"self_supervised.reward": "true"})
-    with pytest.raises(KeyError, match="no 'evaluation' section"):
-        fork_checkpoint.fork(checkpoint, {"evaluation.runs_per_task": 8})
-    with pytest.raises(ValueError, match="latent_dim decides the networks' shapes"):
-        fork_checkpoint.fork(checkpoint, {"latent_dim": 9})
-    fork_checkpoint.fork(checkpoint, {"self_supervised.collect": "false"})
-    assert checkpoint["hyper_parameters"]["self_supervised"]["collect"] is False
-    with pytest.raises(ValueError, match="holds 0.0 .float.; 'off' is not one"):
-        fork_checkpoint.fork(checkpoint, {"lambda_pearl": "off"})
-    assert fork_checkpoint.parse_change("self_supervised.collect=false") == ("self_supervised.collect", "false")
-
-
-@pytest.mark.slow
-def test_a_run_forked_at_the_switch_continues_under_the_new_settings(tmp_path):
-    """SMAC's smoke run, forked at its switch (update 40) into the Online Oracle: the continued run
-    starts from the same state and labels its online rows with the env's rewards, not the decoder's."""
-    import subprocess
-    import sys
-
-    from conftest import SMOKE_ARGS, run_cli
-
-    keep = ("--checkpoint.save_top_k", "-1")
-    assert run_cli(tmp_path, "fit", *SMOKE_ARGS, *keep).returncode == 0
-    (switch,) = tmp_path.glob("runs/*/*/checkpoints/*step=40.ckpt")
-    forked = tmp_path / "forks/oracle.ckpt"
-    made = subprocess.run([sys.executable, str(_fork_path), str(switch), str(forked), "--set", "self_supervised.rewards=true"],
-                          capture_output=True, text=True)
-    assert made.returncode == 0 and "at update 40, with self_supervised.rewards='true'" in made.stdout, made.stderr
-    out = run_cli(tmp_path, "fit", *SMOKE_ARGS, *keep, "--ckpt_path", str(forked))
-    assert out.returncode == 0, out.stderr[-3000:]
-    original, continued = sorted(tmp_path.glob("runs/*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    original, continued = (torch.load(p, weights_only=False) for p in (original, continued))
-    assert continued["smac"]["updates"] == original["smac"]["updates"] and continued["smac"]["phase"] == 1
-    assert continued["hyper_parameters"]["self_supervised"]["rewards"] == "true"
-
-    def generated_flags(checkpoint):  # the online rows written so far, per task a filled prefix of its ring
-        rl = checkpoint["OfflineMetaDataModule"]["rl"]
-        flags = rl["online"]["generated"].squeeze(-1)
-        return flags[torch.arange(flags.shape[1]) < rl["written"].clamp(max=flags.shape[1]).view(-1, 1)]
-
-    assert generated_flags(original).all() and generated_flags(original).numel() > 0
-    assert not generated_flags(continued).any() and generated_flags(continued).numel() == generated_flags(original).numel()
-    refused = subprocess.run([sys.executable, str(_fork_path), str(switch), str(forked), "--set", "latent_dim=9"],
-                             capture_output=True, text=True)
-    assert refused.returncode == 2 and "decides the networks' shapes" in refused.stderr
