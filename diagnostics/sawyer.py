@@ -239,7 +239,9 @@ def describe_top_drawer(episodes, tasks: np.ndarray, success: np.ndarray) -> Non
 
 def describe_meta_test(model, ds, seeds: list[int], runs: int = 4) -> None:
     """The checkpoint's meta-test protocol (its own exploration, then the posterior) on the held-out
-    scenes under each evaluation seed (a run evaluates with its update count), with the first seed's
+    scenes under each evaluation seed (a run evaluates with its update count): success per behaviour,
+    and split by whether the exploration reached the scene's success at some step (with a sparse
+    reward, the posterior learns the desired behaviour only from such steps); then the first seed's
     move-hand episodes one by one."""
     from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol
 
@@ -249,8 +251,22 @@ def describe_meta_test(model, ds, seeds: list[int], runs: int = 4) -> None:
     for i, seed in enumerate(seeds):
         metrics = tester.run(model.encoder, model.policy, tasks, None, seed=seed, true_task_as_z=model.hparams.true_task_as_z)
         print(f"meta-test on the {len(tasks)} held-out scenes x {runs}, seed {seed}: success {metrics['final_success']:.3f}")
+        adapted, explored = succeeded(tester.episodes["online"]), succeeded(tester.episodes["exploration"])
+        behaviour = S.behaviour_index(tester.episodes["tasks"])
+        for b in np.unique(behaviour):
+            mine = behaviour == b
+            print(f"    {S.BEHAVIOURS[b]}: {explained_by_exploration(explored[mine], adapted[mine])}")
         if i == 0:
-            describe_move_hand(tester.episodes["online"], tester.episodes["tasks"], succeeded(tester.episodes["online"]))
+            describe_move_hand(tester.episodes["online"], tester.episodes["tasks"], adapted)
+
+
+def explained_by_exploration(explored: np.ndarray, adapted: np.ndarray) -> str:
+    """Adapted success overall and split by whether the meta-episode's exploration reached success (booleans per meta-episode)."""
+    parts = [f"success {adapted.mean():.2f} of {len(adapted)}; exploration reached success in {explored.sum()}"]
+    for name, mask in (("after it", explored), ("without", ~explored)):
+        if mask.any():
+            parts.append(f"adapted success {name} {adapted[mask].mean():.2f}")
+    return ", ".join(parts)
 
 
 @torch.no_grad()

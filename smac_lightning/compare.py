@@ -301,10 +301,11 @@ def _run_all(plan: Plan, jobs: list[tuple[str, int]], parent_id: str) -> list[tu
 
 def success_column(metric: str) -> str:
     """The results column of a success metric: ``eval/{test,train}/final_success[_offline_context][/<behaviour>]``
-    -> ``[train_]success`` or ``[train_]offline_context_success``, with ``/<behaviour>`` where the metric has one."""
+    -> ``[train_]success`` or ``[train_]offline_context_success``, ``eval/{test,train}/exploration_success`` ->
+    ``[train_]exploration_success``, with ``/<behaviour>`` where the metric has one."""
     _, tasks, name, *group = metric.split("/")
-    column = ("train_" if tasks == "train" else "") + ("offline_context_" if name.endswith("_offline_context") else "") + "success"
-    return "/".join([column, *group])
+    kind = "exploration_" if name.startswith("exploration") else "offline_context_" if name.endswith("_offline_context") else ""
+    return "/".join([("train_" if tasks == "train" else "") + kind + "success", *group])
 
 
 def _results(plan: Plan, parent_id: str) -> list[dict]:
@@ -319,7 +320,7 @@ def _results(plan: Plan, parent_id: str) -> list[dict]:
             "train_final_return": "eval/train/final_return"}
     rows = []
     for child in children:
-        successes = sorted(m for m in child.data.metrics if re.fullmatch(r"eval/(test|train)/final_success(_offline_context)?(/\w+)?", m))
+        successes = sorted(m for m in child.data.metrics if re.fullmatch(r"eval/(test|train)/(final_success(_offline_context)?|exploration_success)(/\w+)?", m))
         columns = {**keys, **{success_column(m): m for m in successes}}
         histories = {name: {m.step: m.value for m in client.get_metric_history(child.info.run_id, key)} for name, key in columns.items()}
         updates = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "progress/updates")}
@@ -382,7 +383,8 @@ def _table(summary: list[dict]) -> str:
         lines.append(f"success, at the switch -> last {n} evaluations (mean across seeds; per behaviour in brackets):")
         for s in summary:
             groups = []
-            for column, label in (("success", "held-out"), ("train_success", "training"), ("offline_context_success", "held-out from offline histories")):
+            for column, label in (("success", "held-out"), ("train_success", "training"), ("offline_context_success", "held-out from offline histories"),
+                                  ("exploration_success", "held-out exploration reaching success")):
                 behaviours = [c[: -len(f"_last{n}_mean")] for c in s if c.startswith(f"{column}/") and c.endswith(f"_last{n}_mean")]
                 if f"{column}_last{n}_mean" in s:
                     inner = ", ".join(f"{b.split('/')[1]} {_change(s, b)}" for b in behaviours)

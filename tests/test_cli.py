@@ -234,7 +234,7 @@ def test_smoke_overlay_runs_with_other_task_configs(tmp_path, config):
     (run,) = _runs(tmp_path)
     assert "eval/test/final_return" in run.data.metrics and run.data.metrics["progress/phase"] == 1.0
     if config == "sawyer.yaml":  # sparse rewards: success rates, and the generated scenes' pictures with the run
-        assert "eval/test/final_success" in run.data.metrics
+        assert "eval/test/final_success" in run.data.metrics and "eval/test/exploration_success" in run.data.metrics
         behaviours = [k for k in run.data.metrics if k.startswith("eval/test/final_success/")]
         assert behaviours and all(k.rsplit("/", 1)[1] in ("move_hand", "open_top_drawer", "open_bottom_drawer") for k in behaviours)
         pictures = _client(tmp_path).list_artifacts(run.info.run_id, "dataset_previews/train")

@@ -73,6 +73,7 @@ def test_success_metrics_get_their_columns():
     assert success_column("eval/train/final_success/move_hand") == "train_success/move_hand"
     assert success_column("eval/test/final_success_offline_context") == "offline_context_success"
     assert success_column("eval/train/final_success_offline_context/move_hand") == "train_offline_context_success/move_hand"
+    assert success_column("eval/test/exploration_success/move_hand") == "exploration_success/move_hand"
 
 
 def test_success_per_behaviour_by_hand():

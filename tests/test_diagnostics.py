@@ -129,3 +129,12 @@ def test_top_drawer_report_reads_the_handle_approach_the_gap_there_and_the_wides
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1
     assert "closest 0.030 at step 1, finger gap there 0.010, widest opening 0.050" in out[0] and "success" not in out[0]
+
+
+def test_adapted_success_is_split_by_whether_the_exploration_reached_success():
+    explored = np.array([True, True, False, False, False])
+    adapted = np.array([True, False, False, False, True])
+    assert sawyer.explained_by_exploration(explored, adapted) == (
+        "success 0.40 of 5; exploration reached success in 2, adapted success after it 0.50, adapted success without 0.33"
+    )
+    assert sawyer.explained_by_exploration(np.zeros(2, bool), np.ones(2, bool)).endswith("in 0, adapted success without 1.00")

@@ -254,8 +254,10 @@ def test_meta_test_success_counts_episodes_that_reach_the_success_reward_on_a_va
     assert success == pytest.approx({"final_success": 1 / 3, "final_success/move_hand": 1 / 2, "final_success/open_bottom_drawer": 0.0})
     assert tester.task_counts(tasks)["final_success/move_hand"] == 2
     assert tester.task_counts(tasks)["final_success_offline_context/open_top_drawer"] == 0
+    assert tester.task_counts(tasks)["exploration_success/open_bottom_drawer"] == 1
     names = tester.metric_names()
-    assert "final_success" in names and "final_success_offline_context" in names
+    assert "final_success" in names and "final_success_offline_context" in names and "exploration_success/move_hand" in names
+    assert "exploration_success" in tester.metric_names(offline_context=False)  # the agent's own exploration: always there
     assert {f"final_success/{b}" for b in S.BEHAVIOURS[:3]} <= set(names) and "final_success/lift_object" not in names
     dense = MetaTester(PointRobotFamily(num_train_tasks=1, num_test_tasks=1), MetaTestProtocol())
     assert not any("success" in name for name in dense.metric_names())

@@ -26,9 +26,10 @@ from smac_lightning.rollout.episodes import LockstepEnvs, action_saturation, epi
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
 
-# Success from the agent's own exploration and from an offline history (sparse-reward families),
-# each also reported per task group as ``<name>/<group>``.
-SUCCESS_METRICS = ("final_success", "final_success_offline_context")
+# Success from the agent's own exploration and from an offline history (sparse-reward families), and
+# how often the exploration trajectories themselves reached success (what the posterior can learn of a
+# sparse reward); each also reported per task group as ``<name>/<group>``.
+SUCCESS_METRICS = ("final_success", "final_success_offline_context", "exploration_success")
 
 
 @dataclass
@@ -79,7 +80,7 @@ class MetaTester:
         (its KLs) or the true task in z's place."""
         names = [f"return_by_trajectory_{k}" for k in range(self.protocol.num_exploration + 1)]
         names += ["final_return", "action_saturation"] + ["kl_online_paper", "kl_online_matched"] * posterior
-        names += ["reward_error_online"] * decoder + self._success_names(SUCCESS_METRICS[0])
+        names += ["reward_error_online"] * decoder + self._success_names(SUCCESS_METRICS[0]) + self._success_names(SUCCESS_METRICS[2])
         if offline_context:
             names += ["final_return_offline_context"] + ["kl_offline_paper", "kl_offline_matched"] * posterior
             names += ["reward_error_offline", "label_error_online"] * decoder + self._success_names(SUCCESS_METRICS[1])
@@ -156,7 +157,7 @@ class MetaTester:
         history = torch.cat(history, dim=1)
         mean, var = posterior(history)
         adapted = self._episode(tasks, policy, mean, var, seed + 1000 * self.protocol.num_exploration)
-        self.episodes = {"tasks": np.repeat(tasks, runs, axis=0), "runs": runs, "online": adapted.cpu()}
+        self.episodes = {"tasks": np.repeat(tasks, runs, axis=0), "runs": runs, "online": adapted.cpu(), "exploration": history.cpu()}
         returns.append(episode_returns(adapted))
         metrics = {f"return_by_trajectory_{k}": r.mean().item() for k, r in enumerate(returns)}
         metrics["final_return"] = returns[-1].mean().item()
@@ -166,6 +167,7 @@ class MetaTester:
             metrics["kl_online_paper"] = kl_to_standard_normal(*posterior(torch.cat([history, adapted], dim=1))).mean().item()
         if self._counts_success:
             metrics.update(self._success(adapted, tasks, SUCCESS_METRICS[0]))
+            metrics.update(self._success(history, tasks, SUCCESS_METRICS[2]))  # at some step of either trajectory
         if decoder is not None:
             metrics["reward_error_online"] = reward_error(decoder, history, mean)
         if offline_context is not None:
