@@ -252,10 +252,22 @@ def test_pearl_smoke_overlay_runs_with_mujoco_configs(tmp_path, config):
 
 def test_conf_files_parse(capsys):
     for config in sorted((ROOT / "conf").glob("**/*.yaml")):
-        if config.name in ("smoke.yaml", "paper_budget.yaml") or config.parent.name == "families":
+        if config.name in ("smoke.yaml", "paper_budget.yaml", "sawyer_paper_budget.yaml") or config.parent.name == "families":
             continue  # overlays, and the family blocks the task configs name
         code, out, err = _main(capsys, "fit", "--config", str(config), "--print_config")
         assert code == 0 and yaml.safe_load(out)["model"]["class_path"].startswith("smac_lightning.algos."), (config, err[-2000:])
+
+
+def test_sawyers_paper_budget_overlay_sets_the_papers_offline_budget_with_evaluations_at_the_switch_and_end(capsys):
+    code, out, err = _main(capsys, "fit", "--config", str(ROOT / "conf/sawyer.yaml"), "--config",
+                           str(ROOT / "conf/sawyer_paper_budget.yaml"), "--print_config")
+    assert code == 0, err[-2000:]
+    config = yaml.safe_load(out)
+    model, interval = config["model"]["init_args"], config["trainer"]["val_check_interval"]
+    phase = model["self_supervised"]["iterations"] * model["self_supervised"]["updates_per_iteration"]
+    assert (model["offline_updates"], phase) == (50_000, 20_000)
+    assert model["offline_updates"] % interval == 0 and (model["offline_updates"] + phase) % interval == 0
+    assert model["kl_weight"] == 0.0 and model["self_supervised"]["contexts"] == "online"  # the family's settings stay
 
 
 def test_ckpt_path_last_continues_the_same_run(tmp_path):
