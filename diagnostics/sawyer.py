@@ -237,19 +237,23 @@ def describe_top_drawer(episodes, tasks: np.ndarray, success: np.ndarray) -> Non
               f"at step {step[i]}, finger gap there {gap[i]:.3f}, widest opening {opening[i]:.3f}{', success' if success[top[i]] else ''}")
 
 
-def describe_meta_test(model, ds, seeds: list[int], runs: int = 4) -> None:
+def describe_meta_test(model, ds, seeds: list[int], runs: int = 4, explore_as_training: bool = False) -> None:
     """The checkpoint's meta-test protocol (its own exploration, then the posterior) on the held-out
     scenes under each evaluation seed (a run evaluates with its update count): success per behaviour,
     and split by whether the exploration reached the scene's success at some step (with a sparse
     reward, the posterior learns the desired behaviour only from such steps); then the first seed's
-    move-hand episodes one by one."""
+    move-hand episodes one by one. ``explore_as_training``: each exploration trajectory takes z from
+    the posterior of a random training scene's 256 offline rows instead of p(z), a probe of what
+    exploration that performs the data's behaviours would let the posterior infer."""
     from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol
 
     protocol = MetaTestProtocol(**{**vars(model.evaluation), "runs_per_task": runs})
     tester = MetaTester(SawyerFamily(), protocol)
     tasks = np.asarray(ds.test_tasks)
     for i, seed in enumerate(seeds):
-        metrics = tester.run(model.encoder, model.policy, tasks, None, seed=seed, true_task_as_z=model.hparams.true_task_as_z)
+        exploring = training_posteriors(model, ds, len(tasks) * runs, protocol.num_exploration, seed) if explore_as_training else None
+        metrics = tester.run(model.encoder, model.policy, tasks, None, seed=seed, true_task_as_z=model.hparams.true_task_as_z,
+                             exploring=exploring)
         print(f"meta-test on the {len(tasks)} held-out scenes x {runs}, seed {seed}: success {metrics['final_success']:.3f}")
         adapted, explored = succeeded(tester.episodes["online"]), succeeded(tester.episodes["exploration"])
         behaviour = S.behaviour_index(tester.episodes["tasks"])
@@ -258,6 +262,14 @@ def describe_meta_test(model, ds, seeds: list[int], runs: int = 4) -> None:
             print(f"    {S.BEHAVIOURS[b]}: {explained_by_exploration(explored[mine], adapted[mine])}")
         if i == 0:
             describe_move_hand(tester.episodes["online"], tester.episodes["tasks"], adapted)
+
+
+@torch.no_grad()
+def training_posteriors(model, ds, lanes: int, trajectories: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per exploration trajectory, each lane's (mean, var): the posterior of a random training scene's 256 offline rows."""
+    mean, var = model.encoder.posterior(ds.train_encoder[:, :256])
+    picks = torch.randint(len(mean), (trajectories, lanes), generator=torch.Generator().manual_seed(seed))
+    return [(mean[p], var[p]) for p in picks]
 
 
 def explained_by_exploration(explored: np.ndarray, adapted: np.ndarray) -> str:
@@ -345,6 +357,8 @@ def main() -> None:
     parser.add_argument("--within", type=int, default=None, metavar="STEPS",
                         help="clone only the trajectories that succeed within STEPS of their start (the direct performances)")
     parser.add_argument("--meta-test", action="store_true", help="also run the checkpoint's meta-test on the held-out scenes")
+    parser.add_argument("--explore-as-training", action="store_true",
+                        help="with --meta-test: explore with z from random training scenes' posteriors instead of p(z)")
     parser.add_argument("--eval-seeds", default=[0], type=lambda text: [int(seed) for seed in text.split(",")], metavar="S,S,...",
                         help="the meta-test's seeds: how much one checkpoint's success scatters between evaluations")
     args = parser.parse_args()
@@ -357,7 +371,7 @@ def main() -> None:
         model = SMAC.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
         describe_checkpoint(model, ds, horizon)
         if args.meta_test:
-            describe_meta_test(model, ds, args.eval_seeds)
+            describe_meta_test(model, ds, args.eval_seeds, explore_as_training=args.explore_as_training)
     if args.bc_bound:
         bc_bound(ds, horizon, args.bc_bound, args.seed, args.within)
 

@@ -138,3 +138,22 @@ def test_adapted_success_is_split_by_whether_the_exploration_reached_success():
         "success 0.40 of 5; exploration reached success in 2, adapted success after it 0.50, adapted success without 0.33"
     )
     assert sawyer.explained_by_exploration(np.zeros(2, bool), np.ones(2, bool)).endswith("in 0, adapted success without 1.00")
+
+
+def test_training_posteriors_give_each_exploration_lane_a_training_scenes_posterior():
+    from types import SimpleNamespace
+
+    from tensordict import TensorDict
+
+    class Encoder:  # a scene's posterior mean: its rows' observation (each scene's rows hold its index)
+        def posterior(self, rows):
+            mean = rows["observation"][:, 0]
+            return mean, torch.full_like(mean, 0.5)
+
+    rows = TensorDict({"observation": torch.arange(5.0).view(5, 1, 1).expand(5, 300, 2)}, batch_size=[5, 300])
+    picks = sawyer.training_posteriors(SimpleNamespace(encoder=Encoder()), SimpleNamespace(train_encoder=rows), lanes=7, trajectories=2, seed=3)
+    assert len(picks) == 2 and all(mean.shape == (7, 2) for mean, _ in picks)
+    for mean, var in picks:  # every lane's mean is one scene's (0..4), its variance that scene's
+        assert set(mean[:, 0].tolist()) <= {0.0, 1.0, 2.0, 3.0, 4.0} and torch.equal(mean[:, 0], mean[:, 1])
+        assert (var == 0.5).all()
+    assert not torch.equal(picks[0][0], picks[1][0])  # the two trajectories draw their scenes apart

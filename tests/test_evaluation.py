@@ -33,6 +33,34 @@ def test_meta_test_protocol_adapts_from_the_exploration_only(family):
     assert set(metrics) == set(MetaTester(family, MetaTestProtocol(num_exploration=2)).metric_names(True, True))
 
 
+def test_exploration_takes_the_z_it_is_given_in_place_of_the_prior(family):
+    """A policy that heads where z's first two entries point: explored with z fixed at (1, 0) and then
+    (0, 1), the two exploration trajectories move along +x and then +y, while p(z) draws scatter."""
+
+    class HeadWhereZPoints(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Linear(1, 1)  # the tester reads the device off a parameter
+
+        def forward(self, observation, z):
+            mean = torch.atanh(z[..., :2].clamp(-0.999, 0.999))
+            return TanhGaussian(mean, torch.full_like(mean, -20.0))
+
+    tasks = family.task_sets()[1]
+    lanes = len(tasks) * 2
+    fixed = [(torch.tensor([[1.0, 0.0, 0.0]]).expand(lanes, -1), torch.zeros(lanes, 3)),
+             (torch.tensor([[0.0, 1.0, 0.0]]).expand(lanes, -1), torch.zeros(lanes, 3))]
+    tester = MetaTester(family, MetaTestProtocol(num_exploration=2, runs_per_task=2))
+    encoder = ContextEncoder(2, 2, 3, (8,))
+    tester.run(encoder, HeadWhereZPoints(), tasks, None, exploring=fixed)
+    horizon = family.horizon
+    first, second = tester.episodes["exploration"][:, :horizon], tester.episodes["exploration"][:, horizon:]
+    moved_first = first["next", "observation"][:, -1] - first["observation"][:, 0]
+    moved_second = second["next", "observation"][:, -1] - second["observation"][:, 0]
+    assert (moved_first[:, 0] > 0.5).all() and (moved_first[:, 1].abs() < 1e-4).all()
+    assert (moved_second[:, 1] > 0.5).all() and (moved_second[:, 0].abs() < 1e-4).all()
+
+
 def test_the_true_task_bound_reports_no_kl(family):
     """A point mass in z's place has an infinite KL to the prior: the bound's meta-test leaves the KLs out."""
     tasks = family.task_sets()[1]

@@ -126,7 +126,8 @@ class MetaTester:
 
     @torch.no_grad()
     def run(self, encoder, policy, tasks: np.ndarray, offline_context: TensorDict | None, seed: int = 0,
-            decoder=None, offline_context_paper: TensorDict | None = None, true_task_as_z: bool = False) -> dict:
+            decoder=None, offline_context_paper: TensorDict | None = None, true_task_as_z: bool = False,
+            exploring: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
         """Metrics (floats) for ``tasks``; ``offline_context`` is ``[len(tasks), n]`` offline transitions,
         the same count as the exploration collects, and ``offline_context_paper`` the authors' 256.
 
@@ -139,6 +140,9 @@ class MetaTester:
         task's description in z's place everywhere (the diagnostic upper bound). ``label_error_online``
         is eq. 4 as training applies it, measured: the decoder's rewards for the exploration history with
         z from the offline rows, against the true rewards (computed here only, never fed to training).
+        ``exploring`` replaces p(z) in the exploration trajectories with one ``(mean, var)`` per
+        exploration trajectory and meta-episode (``[num_exploration, len(tasks) * runs_per_task, d_z]``):
+        a probe of what other exploration would tell the posterior, not the paper's protocol.
         """
         runs = self.protocol.runs_per_task
         n = len(tasks) * runs
@@ -146,13 +150,13 @@ class MetaTester:
         if true_task_as_z:
             described = torch.as_tensor(tasks, dtype=torch.float32, device=device).repeat_interleave(runs, 0)
             posterior = lambda context: (described, torch.zeros_like(described))  # noqa: E731
-            exploring = described, torch.zeros_like(described)
+            exploring = [(described, torch.zeros_like(described))] * self.protocol.num_exploration
         else:
             posterior = encoder.posterior
-            exploring = prior(n, encoder.latent_dim, device)
         history, returns = [], []
         for k in range(self.protocol.num_exploration):
-            history.append(self._episode(tasks, policy, *exploring, seed + 1000 * k))
+            z_k = exploring[k] if exploring is not None else prior(n, encoder.latent_dim, device)
+            history.append(self._episode(tasks, policy, *z_k, seed + 1000 * k))
             returns.append(episode_returns(history[-1]))
         history = torch.cat(history, dim=1)
         mean, var = posterior(history)
