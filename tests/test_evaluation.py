@@ -3,7 +3,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from smac_lightning.rollout import LatentPolicy, MetaTester, MetaTestProtocol, reward_error
+from smac_lightning.errors import ConfigError
+from smac_lightning.rollout import LatentPolicy, MetaTester, MetaTestProtocol, draw_training_z, reward_error
 from smac_lightning.nn import ContextEncoder, RewardDecoder, TanhGaussian, TanhGaussianPolicy
 
 
@@ -134,3 +135,36 @@ def test_the_tester_keeps_the_lanes_of_two_task_sets_and_closes_older_ones(famil
     first_train = built[1][train[:2].tobytes()]
     assert first_train._envs == [] and tester._lanes[train[:2].tobytes()] is not first_train  # closed, then rebuilt
     assert tester._lanes[held_out.tobytes()] is built[0][held_out.tobytes()]  # the held-out lanes were kept
+
+
+def test_training_z_draws_whole_posteriors_of_the_bank():
+    bank = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]), torch.tensor([[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]])
+    mean, var = draw_training_z(bank, 50, torch.Generator().manual_seed(0))
+    assert mean.shape == var.shape == (50, 2)
+    assert torch.equal(mean[:, 0], mean[:, 1]) and set(mean[:, 0].tolist()) == {0.0, 1.0, 2.0}
+    assert torch.allclose(var[:, 0], (mean[:, 0] + 1) / 10)  # each row's variance is its own task's
+    with pytest.raises(ConfigError, match="exploration_z must be 'prior' or 'training', got 'posterior'"):
+        MetaTestProtocol(exploration_z="posterior")
+
+
+@pytest.mark.slow
+def test_a_run_explores_from_training_posteriors_in_collection_and_meta_test(tmp_path):
+    """The smoke run with ``exploration_z: training``: the self-supervised phase collects and meta-test
+    adapts from exploration that follows training tasks' posteriors; its exploration returns differ
+    from the same run's with p(z) (the same seed, the same offline phase)."""
+    import mlflow
+
+    from conftest import SMOKE_ARGS, run_cli
+
+    for name, value in (("prior", "prior"), ("training", "training")):
+        (tmp_path / name).mkdir()
+        out = run_cli(tmp_path / name, "fit", *SMOKE_ARGS, "--model.evaluation.exploration_z", value)
+        assert out.returncode == 0, out.stderr[-3000:]
+
+    def exploration_returns(folder):
+        client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / folder / 'mlflow.db'}")
+        (run,) = client.search_runs([client.get_experiment_by_name("smac_lightning").experiment_id])
+        return [m.value for m in client.get_metric_history(run.info.run_id, "eval/test/return_by_trajectory_0")]
+
+    prior_returns, training_returns = exploration_returns("prior"), exploration_returns("training")
+    assert len(prior_returns) == len(training_returns) == 2 and prior_returns != training_returns

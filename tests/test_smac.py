@@ -205,6 +205,28 @@ def test_posterior_trajectories_infer_z_from_the_tasks_encoder_buffer_after_a_pr
     assert (post_var[~first] < 1).all()  # a posterior from 32 rows is narrower than the prior
 
 
+def test_exploration_from_training_posteriors_replaces_the_prior_in_collection(tmp_path, monkeypatch):
+    from smac_lightning.rollout import LatentPolicy
+
+    seen = []
+    original_init = LatentPolicy.__init__
+
+    def spy_policy(self, policy, mean, var=None, per_step=False, deterministic=False):
+        seen.append((mean.clone(), var.clone()))
+        original_init(self, policy, mean, var, per_step, deterministic)
+
+    monkeypatch.setattr(LatentPolicy, "__init__", spy_policy)
+    module, dm = _one_iteration(tmp_path, "--model.evaluation.exploration_z", "training")
+    offline = dm.encoder.sample(torch.arange(dm.num_train_tasks), 256, torch.Generator().manual_seed(0), offline_only=True)
+    bank_mean, _ = module.encoder.posterior(offline)
+    (prior_mean, prior_var), (post_mean, post_var) = seen
+    first = torch.tensor([True, False, True, False])  # each task's first posterior trajectory explores too
+    for mean, var in ((prior_mean, prior_var), (post_mean[first], post_var[first])):
+        assert (var < 1).all()  # a training task's posterior, not p(z)
+        # each lane's mean is some training task's posterior mean (its 256 rows drawn afresh: close, not equal)
+        assert (torch.cdist(mean, bank_mean).min(1).values < 0.5 * torch.cdist(mean, torch.zeros(1, mean.shape[1])).squeeze(1)).all()
+
+
 def _losses_and_the_z_they_drew(tmp_path, *overrides):
     """The losses of one smoke meta-batch, and the z rows ``[T, B, d]`` drawn for its RL rows (same seed)."""
     made = smoke_cli(tmp_path, *overrides)

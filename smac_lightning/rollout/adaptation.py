@@ -20,6 +20,7 @@ import torch
 from tensordict import TensorDict
 
 from smac_lightning.envs.base import TaskFamily
+from smac_lightning.errors import ConfigError
 from smac_lightning.losses import kl_to_standard_normal
 from smac_lightning.nn import prior, rows
 from smac_lightning.rollout.episodes import LockstepEnvs, action_saturation, episode_returns
@@ -45,6 +46,12 @@ class MetaTestProtocol:
             fixed posterior after) at every env step, as the authors evaluated and collected; or
             ``trajectory``: one z per trajectory. Self-supervised collection follows the same setting.
         offline_context_size: offline rows behind ``kl_offline_paper`` (the authors: 256).
+        exploration_z: where exploration draws z (meta-test, and the self-supervised phase's collection):
+            ``prior``, p(z) = N(0, I) (the paper); or ``training``, each exploration trajectory the
+            posterior of ``offline_context_size`` offline rows of a random training task, so that it
+            performs one of the data's tasks. Not in the paper: there eq. (3)'s KL term fits the
+            posteriors to p(z), so that a draw from p(z) is much like a training task's z; where that
+            term is weak or off (Sawyer's ``kl_weight`` 0) draws from p(z) fall where no task's z lies.
     """
 
     num_exploration: int = 2
@@ -53,6 +60,17 @@ class MetaTestProtocol:
     deterministic: bool = True
     resample_z: Literal["step", "trajectory"] = "step"
     offline_context_size: int = 256
+    exploration_z: Literal["prior", "training"] = "prior"
+
+    def __post_init__(self):
+        if self.exploration_z not in ("prior", "training"):
+            raise ConfigError(f"model.evaluation.exploration_z must be 'prior' or 'training', got {self.exploration_z!r}")
+
+
+def draw_training_z(bank: tuple[torch.Tensor, torch.Tensor], n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` rows of (mean, var), each a random training task's posterior from ``bank`` (``[tasks, d_z]`` each)."""
+    picks = torch.randint(len(bank[0]), (n,), generator=generator).to(bank[0].device)
+    return bank[0][picks], bank[1][picks]
 
 
 def reward_error(decoder, history: TensorDict, z: torch.Tensor) -> float:

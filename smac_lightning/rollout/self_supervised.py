@@ -14,6 +14,7 @@ from tensordict import TensorDict
 
 from smac_lightning.errors import ConfigError
 from smac_lightning.nn import RewardDecoder, prior, rows, sample
+from smac_lightning.rollout.adaptation import draw_training_z
 from smac_lightning.rollout.contexts import draw_rows
 from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps
 from smac_lightning.rollout.latent_policy import LatentPolicy
@@ -121,6 +122,12 @@ def self_supervised_iteration(smac, dm, envs: LockstepEnvs, generator: torch.Gen
     tasks = first + torch.randint(count, (config.tasks_per_iteration,), generator=generator)
     every_task = torch.cat([dm.train_tasks, dm.test_tasks]).numpy()
     horizon = dm.family.horizon
+    if smac.evaluation.exploration_z == "training":  # as meta-test explores: training tasks' posteriors
+        offline = dm.encoder.sample(torch.arange(dm.num_train_tasks), smac.evaluation.offline_context_size, generator, offline_only=True)
+        bank = smac.encoder.posterior(offline.to(device))
+        explore = lambda n: draw_training_z(bank, n, generator)  # noqa: E731
+    else:
+        explore = lambda n: prior(n, latent, device)  # noqa: E731
 
     def trajectories(steps: int, z_for, seed: int) -> list[TensorDict]:
         """Each drawn task's rows from ``ceil(steps / horizon)`` lock-step lanes, labelled (eq. 4)."""
@@ -141,12 +148,12 @@ def self_supervised_iteration(smac, dm, envs: LockstepEnvs, generator: torch.Gen
         return collect_steps(run_round, len(tasks), steps, per_task)
 
     def from_prior(lane_tasks: torch.Tensor, k: int, per_task: int):
-        return prior(len(lane_tasks), latent, device)
+        return explore(len(lane_tasks))
 
     def from_buffer(lane_tasks: torch.Tensor, k: int, per_task: int):
-        # each task's first posterior trajectory has no context yet: z ~ p(z); the others infer z
-        # from a fresh draw of the task's encoder buffer, exploration rows included
-        mean, var = prior(len(lane_tasks), latent, device)
+        # each task's first posterior trajectory has no context yet: z ~ p(z) (or as exploration
+        # draws it); the others infer z from a fresh draw of the task's encoder buffer, exploration rows included
+        mean, var = explore(len(lane_tasks))
         inferred = torch.ones(len(lane_tasks), dtype=torch.bool) if k else torch.arange(len(lane_tasks)) % per_task != 0
         if inferred.any():
             context = context_rows(dm, lane_tasks[inferred], config.context_size, generator)
