@@ -13,7 +13,9 @@ Per seed, on one dataset and one meta-test protocol, it trains:
 ``--fork DIR`` runs the self-supervised methods (``oracle``, ``no_online_data``) from the switch
 checkpoints of an earlier comparison's SMAC runs instead (kept with ``--checkpoint.save_top_k -1``):
 each starts its phase from the very state SMAC started from, so the comparison is paired and costs
-no offline phase; the runs join that comparison's parent run and summary.
+no offline phase; the runs join that comparison's parent run and summary. Their ``--model.*`` options
+are written into the checkpoints (``fit --ckpt_path`` takes a checkpoint's over the command line's),
+so ``--fork DIR --methods smac --label NAME --model.X Y`` runs SMAC's phase under another setting.
 
 Each run is a ``fit`` in its own process, logged to MLflow as a child of one parent run. The held-out
 numbers of every evaluation go to ``results.csv``, the per-method summary to ``summary.csv``, and
@@ -46,7 +48,7 @@ FORKABLE = ("oracle", "no_online_data")  # what differs from SMAC only after the
 PLAN_FILE = "compare.json"  # in the output folder: what ``--fork`` needs of a comparison
 USAGE = (
     "usage: python -m smac_lightning compare --config CONFIG [--config OVERLAY ...] [--seeds N] [--first-seed K] "
-    f"[--methods {','.join(METHODS)}] [--out DIR] [--jobs J] [--fork DIR] [fit options ...]"
+    f"[--methods {','.join(METHODS)}] [--out DIR] [--jobs J] [--fork DIR] [--label NAME] [fit options ...]"
 )
 
 
@@ -64,6 +66,10 @@ class Plan:
     first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1: more seeds for an earlier comparison
     fork_from: dict | None = None  # ``--fork``: the earlier comparison's compare.json
     runs_root: str = "runs"  # trainer.default_root_dir, where the runs' checkpoints are
+    label: str = ""  # ``--label``: the one method's name in results (a variant under other options)
+
+    def name(self, method: str) -> str:
+        return self.label or method
 
     def runs(self) -> list[tuple[str, int]]:
         """(method, seed) in the order they run: every method of a seed before the next seed."""
@@ -72,7 +78,7 @@ class Plan:
 
 def parse(args: list[str]) -> Plan:
     """Our own options, then the resolved config (which validates it) for the budgets and the family."""
-    own = {"--seeds": "3", "--first-seed": "0", "--methods": ",".join(PAPER_METHODS), "--out": "", "--jobs": "1", "--fork": ""}
+    own = {"--seeds": "3", "--first-seed": "0", "--methods": ",".join(PAPER_METHODS), "--out": "", "--jobs": "1", "--fork": "", "--label": ""}
     rest, i = [], 0
     while i < len(args):
         name, _, value = args[i].partition("=")
@@ -119,18 +125,23 @@ def parse(args: list[str]) -> Plan:
     ss = model["self_supervised"]
     logger = (config.get("trainer") or {}).get("logger") or {}
     uri = (logger.get("init_args") or {}).get("tracking_uri") or DEFAULT_TRACKING_URI
-    fork_from = _fork_source(own["--fork"], methods, family, model["offline_updates"]) if own["--fork"] else None
+    label = own["--label"]
+    if label and (len(methods) != 1 or label in METHODS or not re.fullmatch(r"[\w.+-]+", label)):
+        raise ConfigError(f"compare --label names one method's variant (--methods with one method), not a method's own "
+                          f"name, in letters, digits and _.+-; got --label {label!r} for {','.join(methods)}")
+    fork_from = _fork_source(own["--fork"], methods, family, model["offline_updates"], bool(label)) if own["--fork"] else None
     out = Path(own["--out"] or own["--fork"] or f"compare/{family}-{time.strftime('%Y%m%d-%H%M%S')}")
     root = (config.get("trainer") or {}).get("default_root_dir") or "runs"
     return Plan(rest, seeds, methods, out, jobs, uri, model["offline_updates"], ss["iterations"] * ss["updates_per_iteration"],
-                family, first_seed, fork_from, root)
+                family, first_seed, fork_from, root, label)
 
 
-def _fork_source(folder: str, methods: list[str], family: str, offline_updates: int) -> dict:
+def _fork_source(folder: str, methods: list[str], family: str, offline_updates: int, labelled: bool = False) -> dict:
     """The earlier comparison's ``compare.json``, checked against what this one forks."""
-    others = sorted(set(methods) - set(FORKABLE))
+    others = sorted(set(methods) - set(FORKABLE) - ({"smac"} if labelled else set()))
     if others:
-        raise ConfigError(f"compare --fork: only {', '.join(FORKABLE)} can start from SMAC's switch; not {', '.join(others)}")
+        raise ConfigError(f"compare --fork: only {', '.join(FORKABLE)} (and smac under a --label) can start from SMAC's "
+                          f"switch; not {', '.join(others)}")
     path = Path(folder) / PLAN_FILE
     if not path.is_file():
         raise ConfigError(f"compare --fork: {path} does not exist: give the output folder of a comparison (one run since compare wrote {PLAN_FILE})")
@@ -203,7 +214,8 @@ def run(args: list[str]) -> None:
         kept = f"the {len(jobs) - len(failed)} finished run(s) are summarised in {plan.out}/summary.csv" if rows else "nothing to summarise"
         raise ConfigError(
             f"compare: {len(failed)} run(s) failed after {minutes:.1f} min: {names} (logs in {plan.out}); {kept}; "
-            f"run one again with --methods {failed[0][0]} --first-seed {failed[0][1]} --seeds 1"
+            f"run one again with --methods {plan.methods[0] if plan.label else failed[0][0]}{f' --label {plan.label}' * bool(plan.label)} "
+            f"--first-seed {failed[0][1]} --seeds 1"
         )
     print(f"compare: done in {minutes:.1f} min; {plan.out}/results.csv, summary.csv, compare.png")
 
@@ -237,7 +249,7 @@ def write_fork(plan: Plan, method: str, seed: int) -> Path:
         )
     checkpoint = torch.load(found[0], map_location="cpu", weights_only=False)
     fork(checkpoint, {**_model_options(plan.config_args), **_model_options(method_args(plan, method))})
-    path = fork_path(plan, method, seed)
+    path = fork_path(plan, plan.name(method), seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path)
     return path
@@ -268,34 +280,35 @@ def _config_only(args: list[str]) -> list[str]:
 
 
 def _run_all(plan: Plan, jobs: list[tuple[str, int]], parent_id: str) -> list[tuple[str, int]]:
-    """Every job's fit, ``plan.jobs`` at a time; the (method, seed) of those that failed."""
+    """Every job's fit, ``plan.jobs`` at a time; the (method or label, seed) of those that failed."""
     pending, running, failed = list(jobs), [], []
     while pending or running:
         while pending and len(running) < plan.jobs:
             method, seed = pending.pop(0)
-            log = plan.out / f"{method}-seed{seed}.log"
-            tags = {"mlflow.parentRunId": parent_id, "compare.method": method, "compare.seed": str(seed)}
-            resume = ["--ckpt_path", str(fork_path(plan, method, seed))] if plan.fork_from else []
+            name = plan.name(method)
+            log = plan.out / f"{name}-seed{seed}.log"
+            tags = {"mlflow.parentRunId": parent_id, "compare.method": name, "compare.seed": str(seed)}
+            resume = ["--ckpt_path", str(fork_path(plan, name, seed))] if plan.fork_from else []
             command = [
                 sys.executable, "-m", "smac_lightning", "fit", *plan.config_args, *method_args(plan, method),
                 "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
-                "--trainer.logger.init_args.run_name", f"{method} seed {seed}" + " (forked)" * bool(resume),
+                "--trainer.logger.init_args.run_name", f"{name} seed {seed}" + " (forked)" * bool(resume),
                 "--trainer.logger.init_args.tags", json.dumps(tags), *resume,
             ]
             # the cores shared out between the runs: more compute threads than cores make every run slower
             env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // plan.jobs)))}
             process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
-            running.append((method, seed, time.perf_counter(), process))
+            running.append((name, seed, time.perf_counter(), process))
         time.sleep(1.0)
         for entry in list(running):
-            method, seed, t0, process = entry
+            name, seed, t0, process = entry
             if process.poll() is None:
                 continue
             running.remove(entry)
-            status = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode}; see {plan.out}/{method}-seed{seed}.log)"
+            status = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode}; see {plan.out}/{name}-seed{seed}.log)"
             if process.returncode:
-                failed.append((method, seed))
-            print(f"compare: {method} seed {seed} {status} in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+                failed.append((name, seed))
+            print(f"compare: {name} seed {seed} {status} in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     return failed
 
 
@@ -328,7 +341,16 @@ def _results(plan: Plan, parent_id: str) -> list[dict]:
             row = {"method": child.data.tags["compare.method"], "seed": int(child.data.tags["compare.seed"]), "updates": int(updates[step])}
             row.update({name: history.get(step, "") for name, history in histories.items() if history})
             rows.append(row)
-    return sorted(rows, key=lambda r: (METHODS.index(r["method"]), r["seed"], r["updates"]))
+    return sorted(rows, key=lambda r: (_order(r["method"]), r["seed"], r["updates"]))
+
+
+def _order(method: str) -> tuple[int, str]:
+    """The paper's methods in their order, then labelled variants by name."""
+    return (METHODS.index(method) if method in METHODS else len(METHODS), method)
+
+
+def _methods(rows: list[dict]) -> list[str]:
+    return sorted({r["method"] for r in rows}, key=_order)
 
 
 def is_success(column: str) -> bool:
@@ -343,7 +365,7 @@ def summarize(rows: list[dict], switch: int) -> list[dict]:
     named = {"final_return": ("at_switch", f"last{n}"), "offline_context_return": ("offline_context_at_switch", f"offline_context_last{n}"),
              **{c: (f"{c}_at_switch", f"{c}_last{n}") for c in sorted(columns)}}
     summary = []
-    for method in [m for m in METHODS if any(r["method"] == m for r in rows)]:
+    for method in _methods(rows):
         mine = [r for r in rows if r["method"] == method]
         entry = {"method": method, "seeds": len({r["seed"] for r in mine}), "updates": max(r["updates"] for r in mine)}
         for column, (switch_name, last_name) in named.items():
@@ -412,7 +434,7 @@ def plot(rows: list[dict], switch: int, path: Path, family: str) -> None:
         panels.append(("success", "held-out success rate"))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
-        for method in [m for m in METHODS if any(r["method"] == m for r in rows)]:
+        for method in _methods(rows):
             steps = sorted({r["updates"] for r in rows if r["method"] == method})
             values = [[r[key] for r in rows if r["method"] == method and r["updates"] == s and r.get(key, "") != ""] for s in steps]
             mean = np.array([np.mean(v) for v in values])

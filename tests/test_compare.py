@@ -76,6 +76,12 @@ def test_success_metrics_get_their_columns():
     assert success_column("eval/test/exploration_success/move_hand") == "exploration_success/move_hand"
 
 
+def test_labelled_variants_are_summarised_after_the_papers_methods():
+    rows = [{"method": m, "seed": 0, "updates": u, "final_return": -1.0, "offline_context_return": -1.0}
+            for m in ("smac+training_z", "oracle", "smac") for u in (10, 20)]
+    assert [e["method"] for e in summarize(rows, switch=10)] == ["smac", "oracle", "smac+training_z"]
+
+
 def test_success_per_behaviour_by_hand():
     # two seeds, evaluations at 10 (the switch) .. 40; the training draw misses move_hand at 40 in seed 1
     rows = []
@@ -103,8 +109,13 @@ def test_model_options_are_read_from_the_command_line_in_both_spellings():
 
 
 def test_fork_is_refused_for_methods_with_their_own_offline_phase_and_for_another_comparison(tmp_path):
-    with pytest.raises(ConfigError, match="only oracle, no_online_data can start from SMAC's switch; not meta_bc"):
+    with pytest.raises(ConfigError, match=r"only oracle, no_online_data \(and smac under a --label\) can start from SMAC's switch; not meta_bc"):
         parse([*SMOKE_ARGS, "--fork", str(tmp_path), "--methods", "oracle,meta_bc"])
+    with pytest.raises(ConfigError, match="not smac"):  # SMAC's own curve is the comparison's already
+        parse([*SMOKE_ARGS, "--fork", str(tmp_path), "--methods", "smac"])
+    for bad in (["--methods", "smac,oracle", "--label", "x"], ["--methods", "smac", "--label", "oracle"], ["--methods", "smac", "--label", "a b"]):
+        with pytest.raises(ConfigError, match="--label names one method's variant"):
+            parse([*SMOKE_ARGS, *bad])
     with pytest.raises(ConfigError, match="compare.json does not exist"):
         parse([*SMOKE_ARGS, "--fork", str(tmp_path), "--methods", "oracle"])
     (tmp_path / "compare.json").write_text('{"parent_run": "x", "family": "PointRobotFamily", "offline_updates": 1000}')
@@ -113,6 +124,8 @@ def test_fork_is_refused_for_methods_with_their_own_offline_phase_and_for_anothe
     (tmp_path / "compare.json").write_text('{"parent_run": "x", "family": "PointRobotFamily", "offline_updates": 40}')
     plan = parse([*SMOKE_ARGS, "--fork", str(tmp_path), "--methods", "oracle"])
     assert plan.out == tmp_path and plan.fork_from["parent_run"] == "x"  # the forks join the comparison's folder
+    labelled = parse([*SMOKE_ARGS, "--fork", str(tmp_path), "--methods", "smac", "--label", "smac+training_z"])
+    assert labelled.name("smac") == "smac+training_z" and labelled.methods == ["smac"]
 
 
 def test_a_failed_run_is_named_and_the_finished_ones_are_still_summarised(tmp_path, monkeypatch):
