@@ -54,27 +54,29 @@ SHAPE_OPTIONS = ("obs_dim", "act_dim", "latent_dim", "encoder_hidden", "decoder_
                  "use_next_obs_in_context", "value", "true_task_as_z")
 
 
-def fork(checkpoint: dict, changes: dict[str, str]) -> dict:
+def fork(checkpoint: dict, changes: dict[str, str], options: dict | None = None) -> dict:
     """``checkpoint`` with model options changed, so that ``fit --ckpt_path`` continues its state under them.
 
     ``fit --ckpt_path FILE`` takes the model's options from the file, over the command line and the
     configs (LightningCLI), so another setting has to be written into the file. Each key of ``changes``
     is an option as configs name it, dotted into sections (``self_supervised.rewards``), and its text is
     read as the option's current type (``rewards: true`` stays the choice ``'true'``). An option the
-    checkpoint does not hold, one that shapes the networks, or a value of another type is refused."""
+    checkpoint does not hold, one that shapes the networks, or a value of another type is refused;
+    ``options``, the model's options as the code has them now (a resolved config's ``init_args``),
+    admit one that is newer than the checkpoint, typed by its value there."""
     hparams = checkpoint["hyper_parameters"]
     for key, text in changes.items():
         *path, last = key.split(".")
         if (path[0] if path else last) in SHAPE_OPTIONS:
             raise ConfigError(f"model.{key} decides the networks' shapes: a checkpoint's weights cannot take another")
-        node = hparams
+        node, known = hparams, options or {}
         for part in path:
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"model.{key}: the checkpoint's model options have no {part!r} section")
-            node = node[part]
-        if last not in node:
+            node, known = node[part], known.get(part) if isinstance(known.get(part), dict) else {}
+        if last not in node and last not in known:
             raise ConfigError(f"model.{key}: the checkpoint's model options have no {last!r} (it has {', '.join(sorted(node))})")
-        node[last] = _typed(key, text, node[last])
+        node[last] = _typed(key, text, node[last] if last in node else known[last])
     return checkpoint
 
 

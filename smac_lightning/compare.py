@@ -67,6 +67,7 @@ class Plan:
     fork_from: dict | None = None  # ``--fork``: the earlier comparison's compare.json
     runs_root: str = "runs"  # trainer.default_root_dir, where the runs' checkpoints are
     label: str = ""  # ``--label``: the one method's name in results (a variant under other options)
+    model_options: dict | None = None  # the resolved config's model options: what a fork may set
 
     def name(self, method: str) -> str:
         return self.label or method
@@ -133,7 +134,7 @@ def parse(args: list[str]) -> Plan:
     out = Path(own["--out"] or own["--fork"] or f"compare/{family}-{time.strftime('%Y%m%d-%H%M%S')}")
     root = (config.get("trainer") or {}).get("default_root_dir") or "runs"
     return Plan(rest, seeds, methods, out, jobs, uri, model["offline_updates"], ss["iterations"] * ss["updates_per_iteration"],
-                family, first_seed, fork_from, root, label)
+                family, first_seed, fork_from, root, label, model)
 
 
 def _fork_source(folder: str, methods: list[str], family: str, offline_updates: int, labelled: bool = False) -> dict:
@@ -248,7 +249,7 @@ def write_fork(plan: Plan, method: str, seed: int) -> Path:
             f"checkpoints (run that comparison with --checkpoint.save_top_k -1)"
         )
     checkpoint = torch.load(found[0], map_location="cpu", weights_only=False)
-    fork(checkpoint, {**_model_options(plan.config_args), **_model_options(method_args(plan, method))})
+    fork(checkpoint, {**_model_options(plan.config_args), **_model_options(method_args(plan, method))}, plan.model_options)
     path = fork_path(plan, plan.name(method), seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path)

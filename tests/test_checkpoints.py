@@ -75,3 +75,14 @@ def test_a_fork_sets_the_options_it_is_given_as_their_types_and_refuses_others()
     ]:
         with pytest.raises(ConfigError, match=message):
             fork(checkpoint, changes)
+
+
+def test_a_fork_may_set_an_option_newer_than_the_checkpoint_typed_as_the_code_has_it():
+    checkpoint = {"hyper_parameters": {"evaluation": {"runs_per_task": 4}}}
+    with pytest.raises(ConfigError, match="no 'exploration_z'"):
+        fork(checkpoint, {"evaluation.exploration_z": "training"})
+    options = {"evaluation": {"runs_per_task": 4, "exploration_z": "prior", "deterministic": True}}
+    fork(checkpoint, {"evaluation.exploration_z": "training", "evaluation.deterministic": "false"}, options)
+    assert checkpoint["hyper_parameters"]["evaluation"] == {"runs_per_task": 4, "exploration_z": "training", "deterministic": False}
+    with pytest.raises(ConfigError, match="no 'exploration'"):  # a name neither has is still refused
+        fork(checkpoint, {"evaluation.exploration": "training"}, options)
