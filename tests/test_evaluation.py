@@ -148,23 +148,22 @@ def test_training_z_draws_whole_posteriors_of_the_bank():
 
 
 @pytest.mark.slow
-def test_a_run_explores_from_training_posteriors_in_collection_and_meta_test(tmp_path):
+def test_a_run_explores_from_training_posteriors_in_collection_and_meta_test(tmp_path, smoke_run):
     """The smoke run with ``exploration_z: training``: the self-supervised phase collects and meta-test
     adapts from exploration that follows training tasks' posteriors; its exploration returns differ
-    from the same run's with p(z) (the same seed, the same offline phase)."""
+    from the default smoke run's with p(z) (the same seed, the same offline phase)."""
     import mlflow
 
     from conftest import SMOKE_ARGS, run_cli
 
-    for name, value in (("prior", "prior"), ("training", "training")):
-        (tmp_path / name).mkdir()
-        out = run_cli(tmp_path / name, "fit", *SMOKE_ARGS, "--model.evaluation.exploration_z", value)
-        assert out.returncode == 0, out.stderr[-3000:]
+    out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--model.evaluation.exploration_z", "training")
+    assert out.returncode == 0, out.stderr[-3000:]
 
     def exploration_returns(folder):
-        client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / folder / 'mlflow.db'}")
-        (run,) = client.search_runs([client.get_experiment_by_name("smac_lightning").experiment_id])
+        client = mlflow.tracking.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        # the folder's first fit run (other tests may add runs to the shared smoke folder)
+        run = client.search_runs([client.get_experiment_by_name("smac_lightning").experiment_id], order_by=["attributes.start_time ASC"])[0]
         return [m.value for m in client.get_metric_history(run.info.run_id, "eval/test/return_by_trajectory_0")]
 
-    prior_returns, training_returns = exploration_returns("prior"), exploration_returns("training")
+    prior_returns, training_returns = exploration_returns(smoke_run[0]), exploration_returns(tmp_path)
     assert len(prior_returns) == len(training_returns) == 2 and prior_returns != training_returns
