@@ -267,9 +267,11 @@ def describe_meta_test(model, ds, seeds: list[int], runs: int = 4, explore_as_tr
 @torch.no_grad()
 def training_posteriors(model, ds, lanes: int, trajectories: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per exploration trajectory, each lane's (mean, var): the posterior of a random training scene's 256 offline rows."""
-    mean, var = model.encoder.posterior(ds.train_encoder[:, :256])
-    picks = torch.randint(len(mean), (trajectories, lanes), generator=torch.Generator().manual_seed(seed))
-    return [(mean[p], var[p]) for p in picks]
+    from smac_lightning.rollout import draw_training_z
+
+    bank = model.encoder.posterior(ds.train_encoder[:, :256])
+    generator = torch.Generator().manual_seed(seed)
+    return [draw_training_z(bank, lanes, generator) for _ in range(trajectories)]
 
 
 def explained_by_exploration(explored: np.ndarray, adapted: np.ndarray) -> str:

@@ -6,8 +6,7 @@ import time
 
 import torch
 
-from smac_lightning.errors import ConfigError
-from smac_lightning.rollout import MetaTester, draw_rows, draw_training_z
+from smac_lightning.rollout import MetaTester, draw_rows, draw_training_z, training_posteriors
 
 DIAGNOSTICS = (
     "kl_offline_paper", "kl_online_paper", "kl_offline_matched", "kl_online_matched",
@@ -39,7 +38,8 @@ class MetaEvaluation:
         context_size = self.evaluation.num_exploration * dm.family.horizon
         seed = self.updates  # fresh but reproducible initial states and noise per evaluation
         generator = torch.Generator().manual_seed(seed)
-        bank = self.training_posteriors(dm, generator) if self.evaluation.exploration_z == "training" and not true_task else None
+        explore_as_training = self.evaluation.exploration_z == "training" and not true_task
+        bank = training_posteriors(self.encoder, dm, self.evaluation.offline_context_size, generator) if explore_as_training else None
         rank, world = self.trainer.global_rank, self.trainer.world_size
         weighted: dict[str, torch.Tensor] = {}
         started, env_steps = time.perf_counter(), 0
@@ -79,15 +79,6 @@ class MetaEvaluation:
         metrics.update(self.progress_metrics())
         self.evaluations.append({"updates": self.updates, **metrics})
         return metrics
-
-    @torch.no_grad()
-    def training_posteriors(self, dm, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each training task's posterior from ``offline_context_size`` of its offline rows: where
-        ``evaluation.exploration_z: training`` explores from."""
-        if getattr(dm.encoder, "offline_size", 0) == 0:
-            raise ConfigError("model.evaluation.exploration_z: training explores from the training tasks' offline rows, and this data has none")
-        rows = dm.encoder.sample(torch.arange(dm.num_train_tasks), self.evaluation.offline_context_size, generator, offline_only=True)
-        return self.encoder.posterior(rows.to(self.device))
 
     def log_at_update(self, metrics: dict, **kwargs) -> None:
         """``log_dict`` with the update count as the logged step: Lightning's own step counts batches,

@@ -5,7 +5,7 @@ Above ``envs``, ``nn`` and ``losses``; below ``data`` (whose scripted generation
 ``algos`` (which decide when an iteration runs). Replays and datamodules come in as arguments.
 """
 
-from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol, draw_training_z, reward_error
+from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol, draw_training_z, reward_error, training_posteriors
 from smac_lightning.rollout.contexts import draw_rows
 from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps, episode_returns, run_episodes, to_transitions
 from smac_lightning.rollout.latent_policy import LatentPolicy
@@ -21,5 +21,5 @@ from smac_lightning.rollout.self_supervised import (
 __all__ = [
     "LatentPolicy", "LockstepEnvs", "MetaTestProtocol", "MetaTester", "PEARLCollection", "SelfSupervisedConfig",
     "collect_steps", "collection_envs", "context_rows", "draw_rows", "draw_training_z", "episode_returns", "label_rewards",
-    "pearl_iteration", "reward_error", "run_episodes", "self_supervised_iteration", "to_transitions",
+    "pearl_iteration", "reward_error", "run_episodes", "self_supervised_iteration", "to_transitions", "training_posteriors",
 ]

@@ -67,6 +67,16 @@ class MetaTestProtocol:
             raise ConfigError(f"model.evaluation.exploration_z must be 'prior' or 'training', got {self.exploration_z!r}")
 
 
+@torch.no_grad()
+def training_posteriors(encoder, dm, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each training task's posterior (mean, var ``[tasks, d_z]``) from ``n`` of its offline rows in
+    ``dm``'s context buffer: where ``exploration_z: training`` draws from."""
+    if getattr(dm.encoder, "offline_size", 0) == 0:
+        raise ConfigError("model.evaluation.exploration_z: training explores from the training tasks' offline rows, and this data has none")
+    rows = dm.encoder.sample(torch.arange(dm.num_train_tasks), n, generator, offline_only=True)
+    return encoder.posterior(rows.to(next(encoder.parameters()).device))
+
+
 def draw_training_z(bank: tuple[torch.Tensor, torch.Tensor], n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` rows of (mean, var), each a random training task's posterior from ``bank`` (``[tasks, d_z]`` each)."""
     picks = torch.randint(len(bank[0]), (n,), generator=generator).to(bank[0].device)

@@ -14,7 +14,7 @@ from tensordict import TensorDict
 
 from smac_lightning.errors import ConfigError
 from smac_lightning.nn import RewardDecoder, prior, rows, sample
-from smac_lightning.rollout.adaptation import draw_training_z
+from smac_lightning.rollout.adaptation import draw_training_z, training_posteriors
 from smac_lightning.rollout.contexts import draw_rows
 from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps
 from smac_lightning.rollout.latent_policy import LatentPolicy
@@ -123,8 +123,7 @@ def self_supervised_iteration(smac, dm, envs: LockstepEnvs, generator: torch.Gen
     every_task = torch.cat([dm.train_tasks, dm.test_tasks]).numpy()
     horizon = dm.family.horizon
     if smac.evaluation.exploration_z == "training":  # as meta-test explores: training tasks' posteriors
-        offline = dm.encoder.sample(torch.arange(dm.num_train_tasks), smac.evaluation.offline_context_size, generator, offline_only=True)
-        bank = smac.encoder.posterior(offline.to(device))
+        bank = training_posteriors(smac.encoder, dm, smac.evaluation.offline_context_size, generator)
         explore = lambda n: draw_training_z(bank, n, generator)  # noqa: E731
     else:
         explore = lambda n: prior(n, latent, device)  # noqa: E731
