@@ -18,7 +18,9 @@ are written into the checkpoints (``fit --ckpt_path`` takes a checkpoint's over 
 so ``--fork DIR --methods smac --label NAME --model.X Y`` runs SMAC's phase under another setting.
 
 Each run is a ``fit`` in its own process, logged to MLflow as a child of one parent run. The held-out
-numbers of every evaluation go to ``results.csv``, the per-method summary to ``summary.csv``, and
+numbers of every evaluation (on families with a success reward also success, overall and per
+behaviour, held-out, training and from offline histories) go to ``results.csv``, the per-method
+summary (at the switch and over the last evaluations) to ``summary.csv``, and
 ``compare.png`` plots mean and spread across seeds with the phase switch marked, like the paper's
 Fig. 5; all three are logged to the parent run.
 """
