@@ -147,7 +147,10 @@ def _fork_source(folder: str, methods: list[str], family: str, offline_updates: 
                           f"switch; not {', '.join(others)}")
     path = Path(folder) / PLAN_FILE
     if not path.is_file():
-        raise ConfigError(f"compare --fork: {path} does not exist: give the output folder of a comparison (one run since compare wrote {PLAN_FILE})")
+        raise ConfigError(
+            f"compare --fork: {path} does not exist: give the output folder of a comparison (compare writes {PLAN_FILE} "
+            f"since 2026-12-05; for an older one write it by hand: parent_run, family, offline_updates, tracking_uri)"
+        )
     source = json.loads(path.read_text())
     if (source["family"], source["offline_updates"]) != (family, offline_updates):
         raise ConfigError(

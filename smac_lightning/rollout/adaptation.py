@@ -155,7 +155,7 @@ class MetaTester:
     @torch.no_grad()
     def run(self, encoder, policy, tasks: np.ndarray, offline_context: TensorDict | None, seed: int = 0,
             decoder=None, offline_context_paper: TensorDict | None = None, true_task_as_z: bool = False,
-            exploring: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+            exploring: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict:
         """Metrics (floats) for ``tasks``; ``offline_context`` is ``[len(tasks), n]`` offline transitions,
         the same count as the exploration collects, and ``offline_context_paper`` the authors' 256.
 
