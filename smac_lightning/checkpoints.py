@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import torch
+import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from smac_lightning.errors import ConfigError
@@ -83,8 +84,6 @@ def fork(checkpoint: dict, changes: dict[str, str], options: dict | None = None)
 def _typed(key: str, text: str, current: object) -> object:
     if isinstance(current, str) or current is None:
         return text
-    import yaml
-
     value = yaml.safe_load(text)
     kinds = (int, float) if isinstance(current, float) else (type(current),)
     if isinstance(value, bool) != isinstance(current, bool) or not isinstance(value, kinds):

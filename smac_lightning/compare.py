@@ -226,6 +226,12 @@ def run(args: list[str]) -> None:
     print(f"compare: done in {minutes:.1f} min; {plan.out}/results.csv, summary.csv, compare.png")
 
 
+def _children(client, parent_id: str):
+    """The store's experiment and the runs of the comparison whose parent run is ``parent_id``."""
+    experiment = client.get_experiment_by_name("smac_lightning")
+    return experiment, client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
 def fork_path(plan: Plan, method: str, seed: int) -> Path:
     return plan.out / "forks" / f"{method}-seed{seed}.ckpt"
 
@@ -241,8 +247,7 @@ def write_fork(plan: Plan, method: str, seed: int) -> Path:
     from smac_lightning.checkpoints import fork
 
     client = MlflowClient(plan.tracking_uri)
-    experiment = client.get_experiment_by_name("smac_lightning")
-    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{plan.fork_from['parent_run']}'")
+    experiment, children = _children(client, plan.fork_from["parent_run"])
     smac = [c for c in children if c.data.tags.get("compare.method") == "smac" and c.data.tags.get("compare.seed") == str(seed)]
     if not smac:
         raise ConfigError(f"compare --fork: the comparison has no SMAC run of seed {seed}")
@@ -261,28 +266,25 @@ def write_fork(plan: Plan, method: str, seed: int) -> Path:
     return path
 
 
+def _options(args: list[str]):
+    """Each fit option of ``args`` (every one takes a value, ``--name value`` or ``--name=value``) as
+    ``(name, value, its tokens)``."""
+    i = 0
+    while i < len(args):
+        tokens = args[i : i + (1 if "=" in args[i] else 2)]
+        name, eq, value = args[i].partition("=")
+        yield name, value if eq else (tokens[1] if len(tokens) > 1 else ""), tokens
+        i += len(tokens)
+
+
 def _model_options(args: list[str]) -> dict[str, str]:
     """``--model.KEY VALUE`` (or ``=VALUE``) options as ``{KEY: VALUE}``."""
-    options, i = {}, 0
-    while i < len(args):
-        name, eq, value = args[i].partition("=")
-        if not eq:
-            value = args[i + 1] if i + 1 < len(args) else ""
-        if name.startswith("--model."):
-            options[name[len("--model."):]] = value
-        i += 1 if eq else 2
-    return options
+    return {name[len("--model."):]: value for name, value, _ in _options(args) if name.startswith("--model.")}
 
 
 def _config_only(args: list[str]) -> list[str]:
-    """The ``--config`` files and ``--data.*`` options (every fit option takes a value): what decides the dataset."""
-    keep, i = [], 0
-    while i < len(args):
-        item = args[i : i + (1 if "=" in args[i] else 2)]
-        if args[i].partition("=")[0] == "--config" or args[i].startswith("--data."):
-            keep += item
-        i += len(item)
-    return keep
+    """The ``--config`` files and ``--data.*`` options: what decides the dataset."""
+    return [token for name, _, tokens in _options(args) if name == "--config" or name.startswith("--data.") for token in tokens]
 
 
 def _run_all(plan: Plan, jobs: list[tuple[str, int]], parent_id: str) -> list[tuple[str, int]]:
@@ -333,8 +335,7 @@ def _results(plan: Plan, parent_id: str) -> list[dict]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(plan.tracking_uri)
-    experiment = client.get_experiment_by_name("smac_lightning")
-    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    _, children = _children(client, parent_id)
     keys = {"final_return": "eval/test/final_return", "offline_context_return": "eval/test/final_return_offline_context",
             "train_final_return": "eval/train/final_return"}
     rows = []
