@@ -10,6 +10,7 @@ peak from a matmul of the update's shapes at the same precision, measured in the
 
     python benchmarks/update_step.py                          # paper sizes, float32
     python benchmarks/update_step.py --precision bf16-mixed --threads 1
+    python benchmarks/update_step.py --device cuda --compile  # eager against the captured CUDA graph
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tensordict import TensorDict
 from smac_lightning.algos import SMAC, Phase
 
 
-def meta_batch(tasks, batch, context, obs_dim, act_dim):
+def meta_batch(tasks, batch, context, obs_dim, act_dim, device="cpu"):
     def rows(n):
         return TensorDict(
             {
@@ -36,7 +37,7 @@ def meta_batch(tasks, batch, context, obs_dim, act_dim):
                 "next": {"observation": torch.randn(tasks, n, obs_dim)},
             },
             batch_size=[tasks, n],
-        )
+        ).to(device)
 
     return rows(context), rows(batch)
 
@@ -53,12 +54,12 @@ class Reference:
     module of this project), two separate Q-networks and targets, a loop over tasks for the product
     of Gaussians, Q(s, a) evaluated again for the actor, three backward passes."""
 
-    def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden):
+    def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden, device="cpu"):
         self.latent = latent
-        self.encoder = plain_mlp([obs_dim + act_dim + 1, *enc_hidden, 2 * latent])
-        self.decoder = plain_mlp([obs_dim + act_dim + latent, 64, 64, 1])
-        self.policy = plain_mlp([obs_dim + latent, *hidden, 2 * act_dim])
-        self.q1, self.q2, self.t1, self.t2 = (plain_mlp([obs_dim + act_dim + latent, *hidden, 1]) for _ in range(4))
+        self.encoder = plain_mlp([obs_dim + act_dim + 1, *enc_hidden, 2 * latent]).to(device)
+        self.decoder = plain_mlp([obs_dim + act_dim + latent, 64, 64, 1]).to(device)
+        self.policy = plain_mlp([obs_dim + latent, *hidden, 2 * act_dim]).to(device)
+        self.q1, self.q2, self.t1, self.t2 = (plain_mlp([obs_dim + act_dim + latent, *hidden, 1]).to(device) for _ in range(4))
         self.opt_enc = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], 3e-4)
         self.opt_q = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], 3e-4)
         self.opt_pi = torch.optim.Adam(self.policy.parameters(), 3e-4)
@@ -126,18 +127,18 @@ def outside_a_trainer(module):
     return module
 
 
-def autocast(precision: str, cache: bool = True):
+def autocast(precision: str, cache: bool = True, device: str = "cpu"):
     """The update's precision, to enter per update: autocast's cache of cast weights lives as long as
     its context, so one context around many optimizer steps would reuse stale casts. Lightning's
     bf16-mixed turns the cache off (``cache=False``): its context spans a whole ``training_step``."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16"), cache_enabled=cache)
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision.startswith("bf16"), cache_enabled=cache)
 
 
 class Ours:
     """The module's own ``training_step``, outside a Trainer."""
 
-    def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden, compile_losses=False):
-        self.module = SMAC(obs_dim, act_dim, latent, enc_hidden, (64, 64), hidden, hidden, compile_losses=compile_losses)
+    def __init__(self, obs_dim, act_dim, latent, hidden, enc_hidden, compile_losses=False, device="cpu"):
+        self.module = SMAC(obs_dim, act_dim, latent, enc_hidden, (64, 64), hidden, hidden, compile_losses=compile_losses).to(device)
         self.module.setup("fit")
         outside_a_trainer(self.module)
 
@@ -146,28 +147,34 @@ class Ours:
         self.module.training_step(TensorDict({"context": context, "rl": rl}), 0)
 
 
-def time_updates(impl, batches, updates, self_supervised, precision):
+def time_updates(impl, batches, updates, self_supervised, precision, device="cpu"):
     def update(context, rl):
-        with autocast(precision):
+        with autocast(precision, device=device):
             impl.update(context, rl, self_supervised)
 
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for context, rl in batches[:5]:  # warm-up
         update(context, rl)
+    sync()
     start = time.perf_counter()
     for i in range(updates):
         update(*batches[i % len(batches)])
+    sync()
     return (time.perf_counter() - start) / updates * 1000
 
 
-def matmul_gflops(rows, width, precision, repeats=200):
+def matmul_gflops(rows, width, precision, repeats=200, device="cpu"):
     """Peak of this machine for the update's dominant shape: [rows, width] @ [width, width]."""
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
-    a, b = torch.randn(rows, width, dtype=dtype), torch.randn(width, width, dtype=dtype)
+    a, b = torch.randn(rows, width, dtype=dtype, device=device), torch.randn(width, width, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(10):
         a @ b
+    sync()
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    sync()
     return 2 * rows * width * width * repeats / (time.perf_counter() - start) / 1e9
 
 
@@ -200,24 +207,27 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--phase", choices=["offline", "self-supervised"], default="offline")
     parser.add_argument("--compile", action="store_true", help="also time the module with compile_losses=True")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: compile_losses captures CUDA graphs")
     args = parser.parse_args()
+    device = args.device
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dims = (args.obs_dim, args.act_dim, 5, tuple(args.hidden), (200, 200, 200))
-    batches = [meta_batch(args.tasks, args.batch, args.context, args.obs_dim, args.act_dim) for _ in range(10)]
+    batches = [meta_batch(args.tasks, args.batch, args.context, args.obs_dim, args.act_dim, device) for _ in range(10)]
     ss = args.phase == "self-supervised"
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.precision}, {args.phase}; meta-batch "
+    print(f"torch {torch.__version__}, {device}, {args.threads} threads, {args.precision}, {args.phase}; meta-batch "
           f"{args.tasks} x {args.batch}, context {args.context}, hidden {args.hidden}, obs {args.obs_dim}, act {args.act_dim}")
-    reference = time_updates(Reference(*dims), batches, args.updates, ss, args.precision)
-    ours = time_updates(Ours(*dims), batches, args.updates, ss, args.precision)
+    reference = time_updates(Reference(*dims, device=device), batches, args.updates, ss, args.precision, device)
+    ours = time_updates(Ours(*dims, compile_losses=False, device=device), batches, args.updates, ss, args.precision, device)
     compiled = None
     if args.compile:
         started = time.perf_counter()
-        time_updates(Ours(*dims, compile_losses=True), batches[:1], 1, ss, args.precision)
+        captured = Ours(*dims, compile_losses=True, device=device)
+        time_updates(captured, batches[:1], 1, ss, args.precision, device)  # compiles (and captures) on first use
         print(f"compiling took {time.perf_counter() - started:.0f} s")
-        compiled = time_updates(Ours(*dims, compile_losses=True), batches, args.updates, ss, args.precision)
+        compiled = time_updates(captured, batches, args.updates, ss, args.precision, device)
         print(f"compiled: {compiled:.2f} ms/update (eager {ours:.2f}): x{ours / compiled:.2f}")
-    peak = matmul_gflops(args.tasks * args.batch, max(args.hidden), args.precision)
+    peak = matmul_gflops(args.tasks * args.batch, max(args.hidden), args.precision, device=device)
     flop = update_gflop(args.tasks, args.batch, args.context, *dims)
     print(f"reference {reference:.2f} ms/update, smac_lightning {ours:.2f} ms/update: x{reference / ours:.2f}")
     print(json.dumps({
@@ -226,6 +236,7 @@ def main():
         "matmul_peak_gflops": round(peak, 1),
         "fraction_of_peak": round(flop / (ours / 1000) / peak, 3),
         "precision": args.precision,
+        "device": device,
         "threads": args.threads,
         "reference_ms_per_step": round(reference, 3),
         "speedup": round(reference / ours, 2),

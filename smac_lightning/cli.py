@@ -188,9 +188,11 @@ class SMACCLI(LightningCLI):
             with tempfile.TemporaryDirectory() as folder:
                 title = f"{_run_name(logger)} ({self.datamodule.family.name})"
                 client.log_artifact(run_id, str(run_curves(curves, switch, Path(folder) / "curves.png", title)))
-                episodes = getattr(self.model, "test_episodes", None)
-                if episodes and self.datamodule.family.positions(np.zeros(self.datamodule.obs_dim)) is not None:
-                    path = trajectories(episodes, self.datamodule.family.positions, Path(folder) / "trajectories.png", title)
+                moments = {"at the switch": getattr(self.model, "switch_episodes", None), "at the end": getattr(self.model, "test_episodes", None)}
+                moments = {name: episodes for name, episodes in moments.items() if episodes}
+                drawable = self.datamodule.family.positions(np.zeros(self.datamodule.obs_dim)) is not None
+                if moments and (drawable or "position" in next(iter(moments.values()))["online"].keys()):
+                    path = trajectories(moments, self.datamodule.family.positions, Path(folder) / "trajectories.png", title)
                     client.log_artifact(run_id, str(path))
         except Exception as err:  # a picture is never worth a failed run
             rank_zero_warn(f"could not log curves.png to MLflow ({type(err).__name__}: {err})")

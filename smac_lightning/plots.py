@@ -47,32 +47,59 @@ def run_curves(curves: dict[str, list[tuple[float, float]]], switch: int | None,
     return path
 
 
-def trajectories(episodes: dict, positions, path: Path, title: str, tasks_shown: int = 4) -> Path:
-    """The paper's Fig. 6-7 view: for a few held-out tasks, the adapted trajectory conditioned on the
-    agent's own exploration next to the one conditioned on an offline history, goal marked.
-    ``episodes``: ``tasks`` (one row per lane, ``runs`` consecutive lanes per task), ``online`` and
-    ``offline`` ``[lanes, horizon]`` episodes; ``positions`` maps observations to x-y."""
+SOURCES = (
+    ("exploration", "exploration, z ~ p(z)"),
+    ("online", "adapted, from own exploration"),
+    ("offline", "adapted, from an offline history"),
+)
+
+
+def path_xy(episode, positions) -> np.ndarray:
+    """An episode's x-y path, start included: the world positions the env reported (Ant, Humanoid) or
+    ``positions`` of its observations (Point Robot)."""
+    valid = episode["valid"]
+    if "position" in episode.keys():
+        return np.concatenate([episode["position"][:1].numpy(), episode["next", "position"][valid].numpy()])
+    return positions(np.concatenate([episode["observation"][:1].numpy(), episode["next", "observation"][valid].numpy()]))
+
+
+def trajectories(moments: dict[str, dict], positions, path: Path, title: str) -> Path:
+    """The paper's Fig. 6-7: per evaluation moment (a row: e.g. at the switch, at the end), the held-out
+    tasks' exploration trajectories, the adapted ones conditioned on that exploration and the adapted
+    ones conditioned on an offline history (a column each), every task in its own colour with its goal
+    (a star) or direction (a dashed ray from the origin). Each moment's episodes: ``tasks`` (one row
+    per lane, ``runs`` consecutive lanes per task), ``exploration`` ``[lanes, k * horizon]`` (the k
+    trajectories end to end), ``online`` and ``offline`` ``[lanes, horizon]``; the first run of each
+    task is drawn. ``positions`` maps observations to x-y where episodes carry no ``position``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = episodes["runs"]
-    shown = range(min(tasks_shown, len(episodes["tasks"]) // runs))
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], shown):
-        lane = task * runs  # the first run of the task
-        for key, color, label in (("online", "tab:blue", "from own exploration"), ("offline", "tab:orange", "from an offline history")):
+    fig, axes = plt.subplots(len(moments), len(SOURCES), figsize=(3.6 * len(SOURCES), 3.6 * len(moments)), squeeze=False)
+    for row, (moment, episodes) in zip(axes, moments.items()):
+        runs = episodes["runs"]
+        lanes = range(0, len(episodes["tasks"]), runs)
+        colours = plt.cm.hsv(np.linspace(0, 1, len(lanes), endpoint=False))
+        for ax, (key, label) in zip(row, SOURCES):
+            for lane, colour in zip(lanes, colours):
+                if key not in episodes:
+                    continue
+                horizon = episodes["online"].batch_size[1]
+                for episode in episodes[key][lane].split(horizon):  # exploration: its trajectories one by one
+                    xy = path_xy(episode, positions)
+                    ax.plot(xy[:, 0], xy[:, 1], color=colour, linewidth=1)
+                goal = np.asarray(episodes["tasks"][lane], dtype=float).reshape(-1)
+                if goal.size == 2:
+                    ax.scatter(*goal, marker="*", s=80, color=colour, edgecolor="black", linewidth=0.5, zorder=3)
             if key in episodes:
-                episode = episodes[key][lane]
-                xy = positions(np.concatenate([episode["observation"][:1].numpy(), episode["next", "observation"][episode["valid"]].numpy()]))
-                ax.plot(xy[:, 0], xy[:, 1], color=color, marker=".", markersize=3, label=label)
-        goal = np.asarray(episodes["tasks"][lane]).reshape(-1)
-        if goal.size == 2:
-            ax.scatter(*goal, marker="*", s=150, color="black", label="goal", zorder=3)
-        ax.set_aspect("equal")
-        ax.set_title(f"held-out task {task}", fontsize=9)
-    axes[0][0].legend(fontsize=7)
+                reach = max(1.0, *(np.abs(ax.get_xlim())), *(np.abs(ax.get_ylim())))
+                for lane, colour in zip(lanes, colours):
+                    goal = np.asarray(episodes["tasks"][lane], dtype=float).reshape(-1)
+                    if goal.size == 1:  # a direction
+                        ax.plot([0, reach * np.cos(goal[0])], [0, reach * np.sin(goal[0])], color=colour, linestyle="--", linewidth=0.6)
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_title(f"{moment}: {label}", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

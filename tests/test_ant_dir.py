@@ -48,3 +48,22 @@ def test_seeds_reproduce_and_task_draw_is_seeded():
     train, test = AntDirFamily().task_sets()
     assert train.shape == (100, 1) and test.shape == (20, 1)
     np.testing.assert_array_equal(np.concatenate([train, test]), np.random.default_rng(1337).uniform(0, 2 * np.pi, (120, 1)))
+
+
+def test_episodes_carry_the_torsos_world_position_that_the_observation_leaves_out():
+    """Fig. 6-7 draw the ant's x-y: the runner keeps it per row from the env's info, start included,
+    and it moves as the simulator's torso does."""
+    from smac_lightning.rollout.episodes import LockstepEnvs
+
+    family = AntDirFamily(horizon=25)
+    lanes = LockstepEnvs(family.make_env, family.horizon)
+    rng = np.random.default_rng(1)
+    episodes = lanes.run(family.task_sets()[1][:3], lambda obs: rng.uniform(-0.3, 0.3, (len(obs), 8)), seed=4)
+    env = lanes.envs(family.task_sets()[1][:1])[0]
+    start, info = env.reset(seed=4)
+    np.testing.assert_allclose(episodes["position"][0, 0].numpy(), info["position"], atol=1e-6)
+    assert abs(info["position"]).max() < 0.2  # the reset's small noise around the origin
+    valid = episodes["valid"]
+    moved = (episodes["next", "position"] - episodes["position"])[valid]
+    assert moved.abs().max() > 0 and moved.abs().max() < 0.5  # one step of 0.05 s
+    np.testing.assert_array_equal(episodes["next", "position"][:, :-1][valid[:, 1:]], episodes["position"][:, 1:][valid[:, 1:]])

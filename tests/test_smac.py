@@ -464,3 +464,54 @@ def test_online_contexts_switch_at_the_phase_and_a_frozen_separate_buffer_is_ref
         frozen.trainer.fit(frozen.model, frozen.datamodule)
     with pytest.raises(ConfigError, match="model.self_supervised.contexts"):
         SelfSupervisedConfig(contexts="offline")
+
+
+def test_learning_diagnostics_leave_the_run_unchanged_and_log_each_evaluation(self_supervised_run, tmp_path):
+    """The callback draws and differentiates outside the run's random streams: the same run with it
+    ends on bit-identical weights, and every evaluation carries its ``diag/`` measurements."""
+    made, _, _ = self_supervised_run
+    again = smoke_cli(tmp_path, "--checkpoint.save_top_k", "-1", "--checkpoint.monitor", "null",
+                      "--trainer.callbacks+=smac_lightning.callbacks.LearningDiagnostics")
+    again.trainer.fit(again.model, again.datamodule)
+    for key, value in made.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[key]), key
+    logged = again.trainer.logged_metrics
+    assert float(logged["diag/actor_grad_pearl"]) > 0 and float(logged["diag/policy_std"]) > 0
+    assert "diag/online_q_error" in logged and "diag/offline_q_error" in logged
+
+
+def test_bootstrapped_returns_sum_each_episode_and_take_the_critic_at_a_time_limit():
+    from smac_lightning.callbacks.learning_diagnostics import bootstrapped_returns
+
+    reward = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0]]).unsqueeze(-1)
+    end = torch.tensor([[False, True, False, False, True]]).unsqueeze(-1)  # episodes of 2 and 3 rows
+    last = torch.tensor([[0.0, 10.0, 0.0, 0.0, 20.0]]).unsqueeze(-1)  # the critic at each episode's last row
+    got = bootstrapped_returns(reward, end, last, 0.5).squeeze()
+    expected = [1 + 0.5 * (2 + 0.5 * 10), 2 + 0.5 * 10, 3 + 0.5 * (4 + 0.5 * (5 + 0.5 * 20)), 4 + 0.5 * (5 + 0.5 * 20), 5 + 0.5 * 20]
+    torch.testing.assert_close(got, torch.tensor(expected))
+
+
+def test_alpha_adds_entropy_to_actor_and_target_and_a_tuned_one_learns(tmp_path):
+    with pytest.raises(ConfigError, match="model.alpha"):
+        SMAC(obs_dim=2, act_dim=2, alpha=-1.0)
+    with pytest.raises(ConfigError, match="model.alpha"):
+        SMAC(obs_dim=2, act_dim=2, alpha="auto")
+    made = smoke_cli(tmp_path)
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+
+    def log_std_gradient(alpha: float) -> torch.Tensor:
+        module.hparams.alpha = alpha
+        module.zero_grad(set_to_none=True)
+        torch.manual_seed(3)
+        module.compute_losses(batch["context"], batch["rl"])["actor_loss"].backward()
+        return module.policy.log_std.bias.grad.clone()
+
+    with torch.no_grad():  # a narrow policy (std 0.05), where widening it raises the tanh-Gaussian's entropy
+        module.policy.log_std.weight.zero_()
+        module.policy.log_std.bias.fill_(-3.0)
+    # a large temperature makes the actor's loss fall as the policy widens, on every action dim
+    assert (log_std_gradient(100.0) < log_std_gradient(0.0)).all() and (log_std_gradient(100.0) < 0).all()
+    tuned = smoke_cli(tmp_path / "tuned", "--model.alpha", "tuned")
+    tuned.trainer.fit(tuned.model, tuned.datamodule)
+    assert float(tuned.model.log_alpha) != 0.0  # stepped with the actor from alpha = 1
+    assert "train/alpha" in tuned.trainer.logged_metrics

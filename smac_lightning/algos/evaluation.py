@@ -22,7 +22,8 @@ class MetaEvaluation:
     """
 
     _tester: MetaTester | None = None
-    test_episodes: dict | None = None  # the last evaluation's held-out adapted trajectories (this rank's tasks)
+    test_episodes: dict | None = None  # the last evaluation's held-out trajectories (this rank's tasks)
+    switch_episodes: dict | None = None  # ... those of the evaluation at the phase switch, where there is one
 
     def meta_test(self) -> dict[str, float]:
         """The meta-test on held-out (and some training) tasks, split across DDP ranks.
@@ -60,6 +61,8 @@ class MetaEvaluation:
                 )
                 if split == "test":
                     self.test_episodes = self._tester.episodes
+                    if self.updates == self.hparams.get("offline_updates"):
+                        self.switch_episodes = self.test_episodes
             episodes = count * self.evaluation.runs_per_task * (self.evaluation.num_exploration + 2)
             env_steps += episodes * dm.family.horizon  # at most: episodes may end early
             counts = self._tester.task_counts(tasks[shard].numpy())  # per-group metrics: their tasks only

@@ -26,7 +26,9 @@ from smac_lightning.losses import (
     pearl_actor_loss,
     per_task_weights,
     reward_loss,
+    soft_td_target,
     td_target,
+    temperature_loss,
 )
 from smac_lightning.nn import ACTION_CLAMP, ContextEncoder, CriticEnsemble, RewardDecoder, StateValue, TanhGaussianPolicy, rows, sample
 from smac_lightning.rollout import (
@@ -75,6 +77,7 @@ class SMAC(MetaLearner):
         advantage: Literal["critic", "episode_return"] = "critic",
         kl_weight: float = 0.1,
         lambda_pearl: float = 1.0,
+        alpha: float | Literal["tuned"] = 0.0,
         actor_loss: Literal["awac", "bc"] = "awac",
         true_task_as_z: bool = False,
         offline_updates: int = 50_000,
@@ -132,6 +135,10 @@ class SMAC(MetaLearner):
             kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error
                 (averaged over rows) in eq. 3.
             lambda_pearl: weight of the PEARL actor loss in the self-supervised phase.
+            alpha: SAC's entropy temperature, in both phases: the actor's loss gains ``alpha * log pi`` at
+                its own actions and the critic's target the next action's ``-alpha * log pi`` (the authors'
+                trainer has both; every SMAC config of theirs sets 0, as the paper's equations have none).
+                ``tuned``: learned from 1 towards an entropy of -act_dim, as PEARL's.
             actor_loss: ``awac`` (eq. 2) or ``bc``: meta behaviour cloning, -log pi(a | s, z) of the
                 dataset's actions, the paper's imitation baseline.
             true_task_as_z: diagnostic upper bound: the task's true description takes z's place in
@@ -158,6 +165,12 @@ class SMAC(MetaLearner):
         self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden, action_clamp)
         self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        if alpha != "tuned" and not (isinstance(alpha, (int, float)) and alpha >= 0):
+            raise ConfigError(f"model.alpha must be a temperature >= 0 or 'tuned', got {alpha!r}")
+        if alpha != 0 and value == "expectile":
+            raise ConfigError("model.alpha applies to the policy's value (model.value: policy), not to the expectile one")
+        self.log_alpha = torch.nn.Parameter(torch.zeros(())) if alpha == "tuned" else None
+        self.target_entropy = -float(act_dim)
         if value not in ("policy", "expectile"):
             raise ConfigError(f"model.value must be 'policy' or 'expectile', got {value!r}")
         if not 0.0 < expectile < 1.0:
@@ -236,7 +249,9 @@ class SMAC(MetaLearner):
         pearl = self.adds_pearl_term
         dist = self.policy(obs, z_rows)
         v_at_pi = self.value_net is None and hp.advantage == "critic"  # eq. (2)'s V from Q at a policy action
-        if pearl or v_at_pi:
+        entropic = self.log_alpha is not None or hp.alpha > 0  # a Python bool: no host sync on a tuned alpha
+        alpha = self.log_alpha.exp().detach() if self.log_alpha is not None else hp.alpha
+        if pearl or v_at_pi or entropic:
             a_pi, log_prob_pi = dist.rsample()
             # Q at the policy's action: V for AWAC, and for the PEARL term a gradient to the policy
             # only: the critic runs on detached weights, so one backward of the summed losses is exact.
@@ -246,7 +261,7 @@ class SMAC(MetaLearner):
         if self.value_net is None:
             v = q_pi.detach() if v_at_pi else None
             with torch.no_grad():  # a' from a second draw of the same posterior, as the authors did
-                next_action, _ = self.policy(next_obs, z_next_rows).rsample()
+                next_action, next_log_prob = self.policy(next_obs, z_next_rows).rsample()
                 next_v = self.target_critic(next_obs, next_action, z_next_rows).min(0).values
         else:  # in-sample: only the data's actions are ever valued
             v = self.value_net(obs, z_rows)
@@ -255,7 +270,10 @@ class SMAC(MetaLearner):
                 next_v = self.value_net(next_obs, z_next_rows)
             losses["value_loss"] = expectile_loss(q_target_data - v, hp.expectile)
             v = v.detach()
-        target = td_target(reward, terminated, next_v, hp.gamma, hp.reward_scale)
+        if entropic:
+            target = soft_td_target(reward, terminated, next_v, next_log_prob, alpha, hp.gamma, hp.reward_scale)
+        else:
+            target = td_target(reward, terminated, next_v, hp.gamma, hp.reward_scale)
         losses["critic_loss"] = critic_loss(q_data, target)
 
         log_prob_data = dist.log_prob(action)
@@ -273,6 +291,11 @@ class SMAC(MetaLearner):
         if pearl:
             losses["pearl_loss"] = pearl_actor_loss(q_pi, log_prob_pi)
             losses["actor_loss"] = losses["actor_loss"] + hp.lambda_pearl * losses["pearl_loss"]
+        if entropic:
+            losses["actor_loss"] = losses["actor_loss"] + alpha * log_prob_pi.mean()
+        if self.log_alpha is not None:
+            losses["alpha_loss"] = temperature_loss(self.log_alpha, log_prob_pi, self.target_entropy)
+            losses["alpha"] = alpha
         losses["q_mean"] = q_data.mean().detach()
         return losses
 
@@ -285,7 +308,8 @@ class SMAC(MetaLearner):
         for meta_batch in meta_batches(batch):
             losses = self.compute_losses(meta_batch["context"], meta_batch["rl"], meta_batch.get("task_description", None))
             # Each loss reaches only its own network's parameters, so one backward serves all three.
-            total = losses["critic_loss"] + losses.get("value_loss", 0.0) + losses["actor_loss"] + losses.get("encoder_loss", 0.0)
+            total = losses["critic_loss"] + losses.get("value_loss", 0.0) + losses["actor_loss"] + losses.get("encoder_loss", 0.0) \
+                + losses.get("alpha_loss", 0.0)
             self.optimize(total, [encoder_opt] * self.trains_encoder + [critic_opt, actor_opt], losses)
 
     def configure_optimizers(self):
@@ -293,7 +317,8 @@ class SMAC(MetaLearner):
         return [
             adam([*self.encoder.parameters(), *self.decoder.parameters()]),
             adam([*self.critic.parameters(), *(self.value_net.parameters() if self.value_net is not None else ())]),
-            adam(self.policy.parameters()),
+            # a tuned temperature steps with the actor: Adam's update of each parameter is its own
+            adam([*self.policy.parameters(), *([self.log_alpha] if self.log_alpha is not None else [])]),
         ]
 
     # ----------------------------------------------------------------- the phase

@@ -35,6 +35,9 @@ class AntDirEnv(ScalarTaskEnv, AntEnv):
 
         return self._transition(reward, not self.is_healthy, {"xy_velocity": velocity})
 
+    def position(self) -> np.ndarray:
+        return self.data.body(self._main_body).xpos[:2].copy()
+
 
 class AntDirFamily(TaskFamily):
     """Directions ~ U[0, 2 pi), drawn with seed 1337: 100 train, 20 held out."""

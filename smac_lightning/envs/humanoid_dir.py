@@ -36,6 +36,9 @@ class HumanoidDirEnv(ScalarTaskEnv, HumanoidEnv):
 
         return self._transition(reward, not self.is_healthy, {"xy_velocity": velocity})
 
+    def position(self) -> np.ndarray:
+        return mass_center(self.model, self.data)[:2].copy()
+
 
 class HumanoidDirFamily(TaskFamily):
     """Directions ~ U[0, 2 pi), drawn with seed 1337: 50 train, 5 held out (as the issue's table)."""

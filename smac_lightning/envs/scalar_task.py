@@ -28,10 +28,19 @@ class ScalarTaskEnv:
             self.set_task(options["task"])
         self._t = 0
         observation, info = super().reset(seed=seed)
-        return observation.astype(np.float32), info
+        return observation.astype(np.float32), self._with_position(info)
 
     def _transition(self, reward: Callable[[], float], terminated: bool, info: dict):
         """The step's return value; ``reward`` is only called when the env is not reward-free."""
         self._t += 1
         value = float("nan") if self.reward_free else float(reward())
-        return self._get_obs().astype(np.float32), value, terminated, self._t >= self.horizon, info
+        return self._get_obs().astype(np.float32), value, terminated, self._t >= self.horizon, self._with_position(info)
+
+    def position(self) -> np.ndarray | None:
+        """The agent's x-y in the world where the observation leaves it out (Ant, Humanoid), for
+        trajectory pictures; None where the family has no plane to draw."""
+        return None
+
+    def _with_position(self, info: dict) -> dict:
+        position = self.position()
+        return info if position is None else {**info, "position": position}

@@ -51,9 +51,8 @@ def run_episodes(
     episode ends early is no longer stepped: its remaining rows are zeros with ``valid`` False.
     """
     n = len(envs)
-    observation = np.stack(
-        [env.reset(seed=None if seed is None else seed + i)[0] for i, env in enumerate(envs)]
-    )
+    observation, info = zip(*(env.reset(seed=None if seed is None else seed + i) for i, env in enumerate(envs)))
+    observation = np.stack(observation)
     obs_dim, act_dim = observation.shape[-1], envs[0].action_space.shape[0]
     out = {
         "observation": np.zeros((n, horizon, obs_dim), np.float32),
@@ -64,13 +63,22 @@ def run_episodes(
         "truncated": np.zeros((n, horizon, 1), bool),
         "valid": np.zeros((n, horizon), bool),
     }
+    # where an env reports the agent's world x-y that its observation leaves out (Ant), it is kept for pictures
+    position = np.stack([i["position"] for i in info]) if "position" in info[0] else None
+    if position is not None:
+        out["position"] = np.zeros((n, horizon, position.shape[-1]), np.float32)
+        out["next_position"] = np.zeros_like(out["position"])
     alive = np.ones(n, bool)
     for t in range(horizon):
         action = np.asarray(act(observation), np.float32)
         out["observation"][:, t] = observation
         out["action"][:, t] = action
+        if position is not None:
+            out["position"][:, t] = position
         for i in np.flatnonzero(alive):
-            next_obs, reward, terminated, truncated, _ = envs[i].step(action[i])
+            next_obs, reward, terminated, truncated, step_info = envs[i].step(action[i])
+            if position is not None:
+                position[i] = out["next_position"][i, t] = step_info["position"]
             out["reward"][i, t] = reward
             out["next_observation"][i, t] = next_obs
             out["terminated"][i, t] = terminated
@@ -99,6 +107,9 @@ def to_transitions(arrays: dict[str, np.ndarray]) -> TensorDict:
     )
     if "valid" in arrays:
         td["valid"] = torch.from_numpy(arrays["valid"])
+    if "position" in arrays:
+        td["position"] = torch.from_numpy(arrays["position"])
+        td["next", "position"] = torch.from_numpy(arrays["next_position"])
     return td
 
 
