@@ -167,3 +167,16 @@ def test_a_run_explores_from_training_posteriors_in_collection_and_meta_test(tmp
 
     prior_returns, training_returns = exploration_returns(smoke_run[0]), exploration_returns(tmp_path)
     assert len(prior_returns) == len(training_returns) == 2 and prior_returns != training_returns
+
+
+def test_meta_test_evaluates_the_same_training_tasks_at_every_evaluation(tmp_path):
+    """The training-task curve must follow the policy, not which tasks an evaluation drew."""
+    from helpers import smoke_cli
+
+    dm = smoke_cli(tmp_path).datamodule
+    chosen = dm.evaluated_train_tasks(3)
+    assert len(chosen) == 3 and len(set(chosen.tolist())) == 3
+    assert torch.equal(chosen, dm.evaluated_train_tasks(3))
+    splits = dm.evaluation_splits(3)
+    assert torch.equal(splits["train"][0], dm.train_tasks[chosen])
+    assert torch.equal(splits["train"][1]["observation"], dm.dataset.train_encoder[chosen]["observation"])

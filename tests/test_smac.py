@@ -254,6 +254,22 @@ def test_eq3_reconstructs_the_rl_rows_from_z_inferred_on_the_context(tmp_path):
     torch.testing.assert_close(losses["encoder_loss"], error + 0.1 * kl)
 
 
+def test_eq3_as_the_paper_writes_it_reconstructs_the_context_z_was_inferred_from(tmp_path):
+    made = smoke_cli(tmp_path, "--model.decoder_rows", "context")
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    torch.manual_seed(0)
+    losses = module.compute_losses(batch["context"], batch["rl"])
+    torch.manual_seed(0)
+    mean, var = module.encoder.posterior(batch["context"])
+    z = mean + var.sqrt() * torch.randn_like(mean)
+    context = batch["context"]
+    z_rows = z.unsqueeze(1).expand(*context.batch_size, z.shape[-1])
+    error = (module.decoder(context["observation"], context["action"], z_rows) - context["reward"]).pow(2).mean()
+    torch.testing.assert_close(losses["reward_loss"], error)
+    with pytest.raises(ConfigError, match="decoder_rows"):
+        SMAC(obs_dim=2, act_dim=2, decoder_rows="both")
+
+
 def test_the_in_sample_value_never_values_a_policy_action(tmp_path):
     """``value: expectile``: the Bellman target and the AWAC weights come from V(s, z) and the data's
     actions, so changing the policy changes neither; with the authors' value both change."""

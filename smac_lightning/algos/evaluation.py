@@ -44,7 +44,7 @@ class MetaEvaluation:
         rank, world = self.trainer.global_rank, self.trainer.world_size
         weighted: dict[str, torch.Tensor] = {}
         started, env_steps = time.perf_counter(), 0
-        for split, (tasks, offline) in dm.evaluation_splits(self.evaluation.max_train_tasks, generator).items():
+        for split, (tasks, offline) in dm.evaluation_splits(self.evaluation.max_train_tasks).items():
             context = paper = None
             if offline is not None:
                 context = draw_rows(offline, context_size, generator)

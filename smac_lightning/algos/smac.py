@@ -76,6 +76,7 @@ class SMAC(MetaLearner):
         actor_rows: Literal["all", "until_success"] = "all",
         advantage: Literal["critic", "episode_return"] = "critic",
         kl_weight: float = 0.1,
+        decoder_rows: Literal["rl", "context"] = "rl",
         lambda_pearl: float = 1.0,
         alpha: float | Literal["tuned"] = 0.0,
         actor_loss: Literal["awac", "bc"] = "awac",
@@ -134,6 +135,11 @@ class SMAC(MetaLearner):
                 ``awac_whiten`` apply to the critic's advantage only. The critic still trains, for the PEARL term.
             kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error
                 (averaged over rows) in eq. 3.
+            decoder_rows: the rows whose rewards eq. (3)'s decoder reconstructs from z. ``rl``: the meta-batch's
+                RL rows, z inferred from another draw, the context (the authors' code). ``context``: the context's own
+                rows, the history z is inferred from (the paper's eq. 3). They differ where the two buffers hold
+                different data: on Cheetah Velocity the RL rows are the untrained policy's, which barely move, and
+                the encoder rows PEARL's later exploration, which runs, and eq. (4) must label running.
             lambda_pearl: weight of the PEARL actor loss in the self-supervised phase.
             alpha: SAC's entropy temperature, in both phases: the actor's loss gains ``alpha * log pi`` at
                 its own actions and the critic's target the next action's ``-alpha * log pi`` (the authors'
@@ -176,6 +182,8 @@ class SMAC(MetaLearner):
         if not 0.0 < expectile < 1.0:
             raise ConfigError(f"model.expectile={expectile} must be in (0, 1)")
         self.value_net = StateValue(obs_dim, latent_dim, critic_hidden) if value == "expectile" else None
+        if decoder_rows not in ("rl", "context"):
+            raise ConfigError(f"model.decoder_rows must be 'rl' or 'context', got {decoder_rows!r}")
         if actor_rows not in ("all", "until_success"):
             raise ConfigError(f"model.actor_rows must be 'all' or 'until_success', got {actor_rows!r}")
         if advantage not in ("critic", "episode_return"):
@@ -239,9 +247,10 @@ class SMAC(MetaLearner):
                 mean, var = self.encoder.posterior(context)
                 z = sample(mean, var)
             losses["kl"] = kl_to_standard_normal(mean, var).mean()
-            if train_encoder:  # eq. (3) as trained: z from the context h, rewards of the RL rows h'
-                predicted = self.decoder(obs, action, rows(z, batch))
-                losses["reward_loss"] = reward_loss(predicted, reward)
+            if train_encoder:  # eq. (3): z from the context h, the rewards of the RL rows h' (or of h itself)
+                decoded = context if hp.decoder_rows == "context" else rl
+                predicted = self.decoder(decoded["observation"], decoded["action"], rows(z, decoded.batch_size[1]))
+                losses["reward_loss"] = reward_loss(predicted, decoded["reward"])
                 losses["encoder_loss"] = losses["reward_loss"] + hp.kl_weight * losses["kl"]
             z, z_next = z.detach(), sample(mean, var).detach()  # neither critic nor actor trains the encoder
         z_rows, z_next_rows = rows(z, batch), rows(z_next, batch)

@@ -53,6 +53,9 @@ def meta_batches(batch: TensorDict) -> tuple[TensorDict, ...]:
     return batch.unbind(0) if batch.batch_dims == 2 else (batch,)
 
 
+EVALUATED_TASKS_SEED = 20_261_207  # the fixed choice of training tasks meta-test evaluates
+
+
 def run_seed() -> int:
     """The run's ``seed_everything`` (Lightning keeps it in ``PL_GLOBAL_SEED``, which DDP's processes
     inherit), 0 where nothing was seeded: runs of different seeds must also draw different meta-batches."""
@@ -135,17 +138,20 @@ class MetaDataModule(L.LightningDataModule):
             replay.add_tasks(len(self.test_tasks))
         self.held_out_in_replay = True
 
-    def evaluation_splits(self, max_train_tasks: int, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
-        """Meta-test splits: held-out tasks and ``max_train_tasks`` random training tasks (drawn from
-        ``generator``), each with its offline context buffer (None where there is no offline data)."""
+    def evaluation_splits(self, max_train_tasks: int) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
+        """Meta-test splits: held-out tasks and ``max_train_tasks`` training tasks (``evaluated_train_tasks``),
+        each with its offline context buffer (None where there is no offline data)."""
         splits = {"test": (self.test_tasks, None)}
-        chosen = self._evaluated_train_tasks(max_train_tasks, generator)
+        chosen = self.evaluated_train_tasks(max_train_tasks)
         if len(chosen):
             splits["train"] = (self.train_tasks[chosen], None)
         return splits
 
-    def _evaluated_train_tasks(self, max_train_tasks: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randperm(self.num_train_tasks, generator=generator)[:max_train_tasks].sort().values
+    def evaluated_train_tasks(self, max_train_tasks: int) -> torch.Tensor:
+        """The training tasks meta-test evaluates: one fixed random choice, the same at every evaluation and
+        in every run, so that the training-task curve follows the policy, not the draw (returns range
+        from 0 to -600 by target on Cheetah Velocity)."""
+        return torch.randperm(self.num_train_tasks, generator=torch.Generator().manual_seed(EVALUATED_TASKS_SEED))[:max_train_tasks].sort().values
 
     def setup(self, stage: str) -> None:
         if self.trainer is not None:
@@ -326,9 +332,9 @@ class OfflineMetaDataModule(MetaDataModule):
     def test_tasks(self) -> torch.Tensor:
         return self.dataset.test_tasks
 
-    def evaluation_splits(self, max_train_tasks: int, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
+    def evaluation_splits(self, max_train_tasks: int) -> dict[str, tuple[torch.Tensor, TensorDict | None]]:
         splits = {"test": (self.test_tasks, self.dataset.test_encoder)}
-        chosen = self._evaluated_train_tasks(max_train_tasks, generator)
+        chosen = self.evaluated_train_tasks(max_train_tasks)
         if len(chosen):
             splits["train"] = (self.train_tasks[chosen], self.dataset.train_encoder[chosen])
         return splits

@@ -40,7 +40,7 @@ class MetaTestProtocol:
     Args:
         num_exploration: exploration trajectories (z ~ prior) before adapting.
         runs_per_task: independent meta-episodes per task, averaged.
-        max_train_tasks: training tasks evaluated (drawn at random each evaluation); 0 skips them.
+        max_train_tasks: training tasks evaluated (one fixed random choice of them, the same at every evaluation); 0 skips them.
         deterministic: act with tanh of the policy mean.
         resample_z: ``step``: a new z from the trajectory's distribution (p(z) while exploring, the
             fixed posterior after) at every env step, as the authors evaluated and collected; or
