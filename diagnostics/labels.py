@@ -15,6 +15,7 @@ another checkpoint of the same shapes (another eq. (3), say), the rows from the 
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--context-size", type=int, default=256)
     parser.add_argument("--decoder", help="a checkpoint whose encoder and decoder label the rows instead")
     args = parser.parse_args()
+    sys.argv[1:] = []  # the CLI below takes its arguments from the list it is given
     made = cli(sum((["--config", c] for c in args.config), []) + ["--trainer.logger", "false"], run=False)
     model, dm = made.model, made.datamodule
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)

@@ -531,3 +531,35 @@ def test_alpha_adds_entropy_to_actor_and_target_and_a_tuned_one_learns(tmp_path)
     tuned.trainer.fit(tuned.model, tuned.datamodule)
     assert float(tuned.model.log_alpha) != 0.0  # stepped with the actor from alpha = 1
     assert "train/alpha" in tuned.trainer.logged_metrics
+
+
+def test_nearest_neighbour_r2_is_one_for_features_that_tell_the_tasks_and_near_zero_for_noise():
+    from smac_lightning.callbacks.learning_diagnostics import nearest_neighbour_r2
+
+    tasks = torch.linspace(0, 3, 50).unsqueeze(1)
+    assert nearest_neighbour_r2(torch.cat([tasks, torch.zeros(50, 2)], 1), tasks) > 0.99
+    noise = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+    assert nearest_neighbour_r2(noise, tasks) < 0.3
+
+
+def test_the_bellman_target_values_the_next_state_at_the_q_s_own_z(tmp_path):
+    """As the authors': a' comes from a second posterior draw, but the target critic is read at the z
+    the regressed Q(s, a, z) was given, so the target does not move with the posterior's spread."""
+    made = smoke_cli(tmp_path)
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    seen = {}
+
+    def recording(name, net):
+        forward = net.forward
+
+        def wrapped(observation, action, z):
+            seen.setdefault(name, []).append(z.detach().clone())
+            return forward(observation, action, z)
+        return wrapped
+
+    module.critic.forward = recording("critic", module.critic)
+    module.target_critic.forward = recording("target", module.target_critic)
+    module.compute_losses(batch["context"], batch["rl"])
+    (target_z,) = seen["target"]
+    assert torch.equal(target_z, seen["critic"][-1])  # the regressed Q(s, a, z), the data's actions
+    assert target_z.std(0).max() > 0  # the tasks' z differ: a real posterior draw, not a constant

@@ -269,14 +269,16 @@ class SMAC(MetaLearner):
         q_data = self.critic(obs, action, z_rows)  # both critics in one batched forward
         if self.value_net is None:
             v = q_pi.detach() if v_at_pi else None
-            with torch.no_grad():  # a' from a second draw of the same posterior, as the authors did
+            with torch.no_grad():  # a' from a second draw of the same posterior, as the authors did; the
+                # target critic values it at the Q's own z: a z drawn apart would move the target with
+                # the posterior's spread (on Cheetah 15x the Bellman error of the true task's)
                 next_action, next_log_prob = self.policy(next_obs, z_next_rows).rsample()
-                next_v = self.target_critic(next_obs, next_action, z_next_rows).min(0).values
+                next_v = self.target_critic(next_obs, next_action, z_rows).min(0).values
         else:  # in-sample: only the data's actions are ever valued
             v = self.value_net(obs, z_rows)
             with torch.no_grad():
                 q_target_data = self.target_critic(obs, action, z_rows).min(0).values
-                next_v = self.value_net(next_obs, z_next_rows)
+                next_v = self.value_net(next_obs, z_rows)
             losses["value_loss"] = expectile_loss(q_target_data - v, hp.expectile)
             v = v.detach()
         if entropic:

@@ -36,6 +36,14 @@ def bootstrapped_returns(reward: torch.Tensor, episode_end: torch.Tensor, last_v
     return out.to(reward.dtype)
 
 
+def nearest_neighbour_r2(features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """R^2 of predicting each row of ``targets`` by the row whose ``features`` are nearest (itself excluded)."""
+    distance = torch.cdist(features, features)
+    distance.fill_diagonal_(float("inf"))
+    predicted = targets[distance.argmin(1)]
+    return 1 - (predicted - targets).pow(2).sum() / (targets - targets.mean(0)).pow(2).sum()
+
+
 def gradient_norm(loss: torch.Tensor, parameters: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     grads = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads)]
@@ -53,7 +61,8 @@ class LearningDiagnostics(L.Callback):
     - ``q_data``, ``q_returns``, ``q_error``: the critic's min Q on the first ``early_steps`` rows of
       the replay's episodes against their bootstrapped Monte-Carlo returns (``bootstrapped_returns``,
       scaled as the Bellman target), for the newest online episodes (``online_``) and the offline
-      ones (``offline_``); z is each task's posterior mean from its context buffer.
+      ones (``offline_``); z is each task's posterior mean from its context buffer;
+    - ``posterior_task_r2``: how much the posterior means tell the training tasks apart (``nearest_neighbour_r2``).
     """
 
     def __init__(self, seed: int = 12345, tasks: int = 8, early_steps: int = 50):
@@ -95,7 +104,18 @@ class LearningDiagnostics(L.Callback):
         }
         for name, online in (("online", True), ("offline", False)):
             metrics.update(self._critic_against_returns(module, dm, name, online, generator))
+        if not hp.get("true_task_as_z"):
+            metrics["diag/posterior_task_r2"] = self._posterior_task_r2(module, dm, generator)
         return {k: float(v) for k, v in metrics.items()}
+
+    @torch.no_grad()
+    def _posterior_task_r2(self, module, dm, generator: torch.Generator) -> torch.Tensor:
+        """How much of the training tasks' descriptions their posterior means carry: each task's
+        description predicted by that of the task whose posterior mean (from ``context_size`` rows of
+        its encoder buffer) lies nearest, as R^2 (1: z tells the task, 0: no better than the mean task)."""
+        tasks = torch.arange(dm.num_train_tasks)
+        mean = module.encoder.posterior(dm.encoder.sample(tasks, dm.context_size, generator).to(module.device))[0]
+        return nearest_neighbour_r2(mean.float().cpu(), dm.train_tasks.float())
 
     def _z(self, module, context, task_description) -> torch.Tensor:
         if module.hparams.get("true_task_as_z"):
