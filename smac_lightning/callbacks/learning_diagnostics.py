@@ -11,7 +11,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from smac_lightning.data.episodes import _episodes, episode_ends
+from smac_lightning.data.episodes import episode_ends, episode_index
 from smac_lightning.losses import awac_actor_loss, awac_weights, pearl_actor_loss
 from smac_lightning.nn import rows
 
@@ -26,7 +26,6 @@ def bootstrapped_returns(reward: torch.Tensor, episode_end: torch.Tensor, last_v
     as an episode closed there."""
     episode_end = episode_end.clone()
     episode_end[..., -1, :] = True
-    episode, _ = _episodes(episode_end)
     out = torch.empty_like(reward, dtype=torch.float64)
     carry = torch.zeros(reward.shape[0], 1, dtype=torch.float64)
     for t in range(reward.shape[1] - 1, -1, -1):
@@ -149,7 +148,7 @@ class LearningDiagnostics(L.Callback):
         next_v = module.target_critic(next_obs, next_action, z_rows).min(0).values
         tail = torch.where(episodes["terminated"], torch.zeros_like(next_v), next_v)
         returns = bootstrapped_returns(hp.reward_scale * episodes["reward"], episode_ends(episodes), tail, hp.gamma)
-        _, first = _episodes(episode_ends(episodes))
+        _, first = episode_index(episode_ends(episodes))
         early = ((torch.arange(obs.shape[1], device=first.device) - first) < self.early_steps).unsqueeze(-1)
         q, returns = q[early], returns[early]
         return {

@@ -15,7 +15,7 @@ def episode_ends(rows: TensorDict) -> torch.Tensor:
     return rows["terminated"] | rows["truncated"]
 
 
-def _episodes(episode_end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def episode_index(episode_end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's episode number and the row number its episode starts at, ``[*, rows]``."""
     end = episode_end.squeeze(-1)
     starts = torch.zeros_like(end)
@@ -28,14 +28,14 @@ def until_first_success(reward: torch.Tensor, episode_end: torch.Tensor, thresho
     """True on each row up to and including its episode's first row with ``reward >= threshold``
     (every row of an episode that never gets there)."""
     success = (reward >= threshold).squeeze(-1).long()
-    _, first_row = _episodes(episode_end)
+    _, first_row = episode_index(episode_end)
     earlier = success.cumsum(-1) - success  # successes before each row, counted from the first row
     return ((earlier - earlier.gather(-1, first_row)) == 0).unsqueeze(-1)
 
 
 def episode_return(reward: torch.Tensor, episode_end: torch.Tensor, gamma: float) -> torch.Tensor:
     """On every row, its episode's discounted return from the episode's first row."""
-    episode, first_row = _episodes(episode_end)
+    episode, first_row = episode_index(episode_end)
     step = torch.arange(episode.shape[-1]).expand_as(episode) - first_row
     discounted = reward.squeeze(-1).double() * torch.tensor(gamma, dtype=torch.float64).pow(step)
     sums = torch.zeros(*episode.shape[:-1], int(episode.max()) + 1, dtype=torch.float64).scatter_add(-1, episode, discounted)
