@@ -78,28 +78,25 @@ def trajectories(moments: dict[str, dict], positions, path: Path, title: str) ->
 
     fig, axes = plt.subplots(len(moments), len(SOURCES), figsize=(3.6 * len(SOURCES), 3.6 * len(moments)), squeeze=False)
     for row, (moment, episodes) in zip(axes, moments.items()):
-        runs = episodes["runs"]
-        lanes = range(0, len(episodes["tasks"]), runs)
+        lanes = range(0, len(episodes["tasks"]), episodes["runs"])  # the first run of each task
         colours = plt.cm.hsv(np.linspace(0, 1, len(lanes), endpoint=False))
+        goals = [np.asarray(episodes["tasks"][lane], dtype=float).reshape(-1) for lane in lanes]
+        horizon = episodes["online"].batch_size[1]
         for ax, (key, label) in zip(row, SOURCES):
-            for lane, colour in zip(lanes, colours):
-                if key not in episodes:
-                    continue
-                horizon = episodes["online"].batch_size[1]
+            ax.set_title(f"{moment}: {label}", fontsize=8)
+            if key not in episodes:
+                continue
+            for lane, colour, goal in zip(lanes, colours, goals):
                 for episode in episodes[key][lane].split(horizon):  # exploration: its trajectories one by one
                     xy = path_xy(episode, positions)
                     ax.plot(xy[:, 0], xy[:, 1], color=colour, linewidth=1)
-                goal = np.asarray(episodes["tasks"][lane], dtype=float).reshape(-1)
                 if goal.size == 2:
                     ax.scatter(*goal, marker="*", s=80, color=colour, edgecolor="black", linewidth=0.5, zorder=3)
-            if key in episodes:
-                reach = max(1.0, *(np.abs(ax.get_xlim())), *(np.abs(ax.get_ylim())))
-                for lane, colour in zip(lanes, colours):
-                    goal = np.asarray(episodes["tasks"][lane], dtype=float).reshape(-1)
-                    if goal.size == 1:  # a direction
-                        ax.plot([0, reach * np.cos(goal[0])], [0, reach * np.sin(goal[0])], color=colour, linestyle="--", linewidth=0.6)
+            reach = max(1.0, *(np.abs(ax.get_xlim())), *(np.abs(ax.get_ylim())))  # rays as long as the paths
+            for colour, goal in zip(colours, goals):
+                if goal.size == 1:  # a direction
+                    ax.plot([0, reach * np.cos(goal[0])], [0, reach * np.sin(goal[0])], color=colour, linestyle="--", linewidth=0.6)
             ax.set_aspect("equal", adjustable="datalim")
-            ax.set_title(f"{moment}: {label}", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -227,8 +227,9 @@ def test_exploration_from_training_posteriors_replaces_the_prior_in_collection(t
         assert (torch.cdist(mean, bank_mean).min(1).values < 0.5 * torch.cdist(mean, torch.zeros(1, mean.shape[1])).squeeze(1)).all()
 
 
-def _losses_and_the_z_they_drew(tmp_path, *overrides):
-    """The losses of one smoke meta-batch, and the z rows ``[T, B, d]`` drawn for its RL rows (same seed)."""
+def _losses_and_the_z_they_drew(tmp_path, *overrides, rows_of: str = "rl"):
+    """The losses of one smoke meta-batch, its ``rows_of`` rows (``rl`` or ``context``) and the z drawn
+    for them, ``[T, B, d]`` (same seed)."""
     made = smoke_cli(tmp_path, *overrides)
     module, batch = made.model, made.datamodule.sample_meta_batch()
     torch.manual_seed(0)
@@ -236,8 +237,8 @@ def _losses_and_the_z_they_drew(tmp_path, *overrides):
     torch.manual_seed(0)
     mean, var = module.encoder.posterior(batch["context"])
     z = mean + var.sqrt() * torch.randn_like(mean)
-    rl = batch["rl"]
-    return module, rl, losses, z.unsqueeze(1).expand(4, rl.batch_size[1], 5), (mean, var)
+    chosen = batch[rows_of]
+    return module, chosen, losses, z.unsqueeze(1).expand(*chosen.batch_size, z.shape[-1]), (mean, var)
 
 
 def test_meta_behaviour_cloning_is_the_dataset_actions_negative_log_likelihood(tmp_path):
@@ -255,15 +256,7 @@ def test_eq3_reconstructs_the_rl_rows_from_z_inferred_on_the_context(tmp_path):
 
 
 def test_eq3_as_the_paper_writes_it_reconstructs_the_context_z_was_inferred_from(tmp_path):
-    made = smoke_cli(tmp_path, "--model.decoder_rows", "context")
-    module, batch = made.model, made.datamodule.sample_meta_batch()
-    torch.manual_seed(0)
-    losses = module.compute_losses(batch["context"], batch["rl"])
-    torch.manual_seed(0)
-    mean, var = module.encoder.posterior(batch["context"])
-    z = mean + var.sqrt() * torch.randn_like(mean)
-    context = batch["context"]
-    z_rows = z.unsqueeze(1).expand(*context.batch_size, z.shape[-1])
+    module, context, losses, z_rows, _ = _losses_and_the_z_they_drew(tmp_path, "--model.decoder_rows", "context", rows_of="context")
     error = (module.decoder(context["observation"], context["action"], z_rows) - context["reward"]).pow(2).mean()
     torch.testing.assert_close(losses["reward_loss"], error)
     with pytest.raises(ConfigError, match="decoder_rows"):
