@@ -10,11 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--config", str(ROOT / "conf/point_robot.yaml"), "--config", str(ROOT / "conf/smoke.yaml")]
 
 
-def smoke_cli(tmp_path: Path, *overrides: str):
-    """The smoke config with its dataset (made and loaded, as ``Trainer.fit`` would), MLflow store and
-    checkpoints under ``tmp_path``."""
+def smoke_cli(tmp_path: Path, *overrides: str, config: str = "point_robot"):
+    """The smoke overlay on ``conf/<config>.yaml`` with its dataset (made and loaded, as ``Trainer.fit``
+    would), MLflow store and checkpoints under ``tmp_path``."""
     args = [
-        *SMOKE,
+        "--config", str(ROOT / f"conf/{config}.yaml"), "--config", str(ROOT / "conf/smoke.yaml"),
         "--data.dataset_dir", str(tmp_path / "data"),
         "--trainer.logger.init_args.tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
         "--trainer.logger.init_args.artifact_location", str(tmp_path / "artifacts"),

@@ -30,6 +30,12 @@ SMAC_KEYS = (
     "eval/test/final_return", "eval/test/final_return_offline_context", "eval/train/final_return",
     "diag/label_error_online", "train/online_transitions",
 )
+# the Sawyer config's switches (eq. 2 on rows until success, weighed by episode return; the phase's
+# contexts from online rows) on the smoke budget
+SWITCH_KEYS = (
+    "train/critic_loss", "train/actor_loss", "train/encoder_loss", "train/pearl_loss", "train/awac_ess",
+    "eval/test/final_return", "eval/test/final_success", "eval/test/final_return_offline_context", "train/online_transitions",
+)
 PEARL_KEYS = ("train/critic_loss", "train/actor_loss", "train/alpha", "eval/test/final_return", "progress/env_steps")
 
 
@@ -61,6 +67,12 @@ def test_smac_smoke_run_follows_its_pinned_curve(tmp_path):
     made = smoke_cli(tmp_path, *FLOAT32)
     made.trainer.fit(made.model, made.datamodule)
     _check("smac_smoke", _curves(tmp_path, SMAC_KEYS))
+
+
+def test_sawyer_switches_follow_their_pinned_curve(tmp_path):
+    made = smoke_cli(tmp_path, *FLOAT32, config="sawyer")
+    made.trainer.fit(made.model, made.datamodule)
+    _check("smac_sawyer_switches", _curves(tmp_path, SWITCH_KEYS))
 
 
 def test_pearl_smoke_run_follows_its_pinned_curve(tmp_path):
