@@ -287,7 +287,7 @@ def explained_by_exploration(explored: np.ndarray, adapted: np.ndarray) -> str:
 def describe_awac_weights(model, ds, z: torch.Tensor, horizon: int, batches: int = 25, meta_batch: int = 4) -> None:
     """The checkpoint's AWAC weights on meta-batches (``meta_batch`` tasks x 128 rows, the offline phase's)
     of the data, by rows' steps to their trajectory's first success."""
-    hp, rl = model.hparams, ds.train_rl
+    actor, rl = model.actor, ds.train_rl
     to_success = torch.as_tensor(steps_to_success(rl["reward"].squeeze(-1).numpy(), horizon))
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -297,16 +297,13 @@ def describe_awac_weights(model, ds, z: torch.Tensor, horizon: int, batches: int
         row = torch.randint(rl.shape[1], (task.shape[0], 128), generator=generator)
         batch, z_rows = rl[task, row], z[task.squeeze(-1)][:, None].expand(-1, 128, -1)
         q = model.critic(batch["observation"], batch["action"], z_rows).min(0).values
-        if model.value_net is not None:  # model.value: expectile
-            v = model.value_net(batch["observation"], z_rows)
-        else:
-            v = model.critic(batch["observation"], model.policy(batch["observation"], z_rows).rsample()[0], z_rows).min(0).values
-        w = awac_weights(q, v, hp.awac_beta, hp.get("awac_clip_score"), hp.get("awac_whiten", False))
+        v = model.critic(batch["observation"], model.policy(batch["observation"], z_rows).rsample()[0], z_rows).min(0).values
+        w = awac_weights(q, v, actor.beta, actor.clip_score, actor.whiten)
         weights.append(w.flatten() / w.sum())
         steps.append(to_success[task, row].flatten())
         advantages.append((q - v).flatten())
     w, steps, adv = torch.cat(weights) / batches, torch.cat(steps), torch.cat(advantages)
-    print(f"  AWAC weights on {batches} meta-batches (beta {hp.awac_beta}): effective sample fraction per batch "
+    print(f"  AWAC weights on {batches} meta-batches (beta {actor.beta}): effective sample fraction per batch "
           f"{np.mean([effective_sample_fraction(x).item() for x in weights]):.4f}; by rows' steps to their trajectory's first success:")
     for name, rows in (("after the first success", steps <= 0), ("1-3 steps before", (steps >= 1) & (steps <= 3)),
                        ("4-10 steps before", (steps >= 4) & (steps <= 10)), ("11+ steps before", (steps > 10) & (steps < NEVER)),

@@ -50,9 +50,43 @@ def newest_intact(folder: Path, but: Path | None = None) -> Path | None:
     return None
 
 
+# SMAC's options before 2026-12-08 and where each went: eq. (2)'s variants into ``actor``; three removed
+# (``docs/implementation.md``), which an old checkpoint may hold at their defaults only
+MOVED = {
+    "awac_beta": "actor.beta", "awac_clip_score": "actor.clip_score", "awac_whiten": "actor.whiten",
+    "actor_rows": "actor.rows", "advantage": "actor.advantage", "lambda_pearl": "actor.lambda_pearl",
+    "alpha": "actor.alpha", "actor_loss": "actor.loss", "action_clamp": "actor.action_clamp",
+}
+REMOVED = {"value": "policy", "expectile": None, "use_next_obs_in_context": False}
+
+
+def moved_option(key: str) -> str | None:
+    """One line for an option that moved or went, else None."""
+    if key in MOVED:
+        return f"model.{key} is now model.{MOVED[key]}"
+    if key in REMOVED:
+        return f"model.{key} was removed (docs/implementation.md says why)"
+    return None
+
+
+def upgrade_hparams(hparams: dict) -> dict:
+    """A checkpoint's model options under today's names (moved ones nested, removed defaults dropped)."""
+    if not any(key in hparams for key in (*MOVED, *REMOVED)):
+        return hparams
+    upgraded = {key: value for key, value in hparams.items() if key not in MOVED and key not in REMOVED}
+    for key, default in REMOVED.items():
+        if key in hparams and default is not None and hparams[key] != default:
+            raise ConfigError(f"this checkpoint was trained with model.{key}={hparams[key]!r}, which was removed; "
+                              f"git history before 2026-12-08 can still resume it")
+    moved = {new.split(".", 1)[1]: hparams[key] for key, new in MOVED.items() if key in hparams}
+    if moved:
+        upgraded["actor"] = {**(upgraded.get("actor") or {}), **moved}
+    return upgraded
+
+
 # Options that decide the networks' shapes: a checkpoint's weights cannot take others.
 SHAPE_OPTIONS = ("obs_dim", "act_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "policy_hidden", "critic_hidden",
-                 "use_next_obs_in_context", "value", "true_task_as_z")
+                 "true_task_as_z")
 
 
 def fork(checkpoint: dict, changes: dict[str, str], options: dict | None = None) -> dict:
@@ -65,7 +99,7 @@ def fork(checkpoint: dict, changes: dict[str, str], options: dict | None = None)
     checkpoint does not hold, one that shapes the networks, or a value of another type is refused;
     ``options``, the model's options as the code has them now (a resolved config's ``init_args``),
     admit one that is newer than the checkpoint, typed by its value there."""
-    hparams = checkpoint["hyper_parameters"]
+    hparams = checkpoint["hyper_parameters"] = upgrade_hparams(checkpoint["hyper_parameters"])
     for key, text in changes.items():
         *path, last = key.split(".")
         if (path[0] if path else last) in SHAPE_OPTIONS:

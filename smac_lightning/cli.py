@@ -43,7 +43,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from smac_lightning.algos import PEARL, SMAC
 from smac_lightning.algos.base import MetaLearner
 from smac_lightning.callbacks import EvaluationLines, LogConfigToMLflow, UpdatesBar
-from smac_lightning.checkpoints import AtomicCheckpointIO
+from smac_lightning.checkpoints import AtomicCheckpointIO, moved_option, upgrade_hparams
 from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMetaDataModule
 from smac_lightning.data.dataset import load_dataset
 from smac_lightning.data.minari_io import export_minari, import_minari
@@ -86,6 +86,22 @@ class SMACCLI(LightningCLI):
                 "checkpoint.save_last": True,
             }
         )
+
+    def _parse_ckpt_path(self) -> None:
+        """As Lightning's (the model's options come from the checkpoint), with a checkpoint written
+        before SMAC's options were grouped read under today's names."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not path or not Path(path).is_file():
+            return
+        hparams = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        hparams.pop("_instantiator", None)
+        class_path = hparams.pop("_class_path", None)
+        if not hparams:
+            return
+        hparams = upgrade_hparams(hparams)
+        model = {"class_path": class_path, "dict_kwargs": hparams} if class_path else hparams
+        self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
 
     def _check_tracking(self) -> None:
         for logger in self.trainer.loggers:
@@ -281,6 +297,8 @@ def explain(err: ArgumentError) -> str:
     text = str(err)
     typo = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", text)
     section = re.match(r'Parser key "(\w+)"', text)
+    if typo and section and section.group(1) == "model" and moved_option(typo.group(2)):
+        return moved_option(typo.group(2))
     if typo and section:
         known = list(inspect.signature(_import(typo.group(1))).parameters)
         return _did_you_mean(f"--{section.group(1)}.{typo.group(2)}", typo.group(2), known, f"--{section.group(1)}.")

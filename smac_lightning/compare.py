@@ -168,7 +168,7 @@ def method_args(plan: Plan, method: str) -> list[str]:
         "smac": [],
         "oracle": ["--model.self_supervised.rewards", "true"],
         "offline": all_offline,
-        "meta_bc": [*all_offline, "--model.actor_loss", "bc"],
+        "meta_bc": [*all_offline, "--model.actor.loss", "bc"],
         "no_online_data": ["--model.self_supervised.collect", "false"],
     }[method]
 

@@ -29,13 +29,6 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
     return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
 
 
-def expectile_loss(difference: torch.Tensor, expectile: float) -> torch.Tensor:
-    """Implicit Q-learning's asymmetric square of ``Q - V``: a positive difference weighs ``expectile``,
-    a negative one ``1 - expectile``, so V settles at that expectile of Q over the data's actions."""
-    weight = torch.where(difference < 0, 1.0 - expectile, expectile)
-    return (weight * difference.pow(2)).mean()
-
-
 def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. (1): squared Bellman error, averaged over transitions and summed over the ensemble."""
     return (q - target.detach()).pow(2).flatten(1).mean(1).sum()

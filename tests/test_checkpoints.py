@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from smac_lightning.checkpoints import AtomicCheckpointIO, fork
+from smac_lightning.checkpoints import AtomicCheckpointIO, fork, upgrade_hparams
 from smac_lightning.errors import ConfigError
 
 WRITER = """
@@ -61,20 +61,34 @@ def test_resuming_from_a_truncated_last_checkpoint_names_the_newest_intact_one(s
 
 
 def test_a_fork_sets_the_options_it_is_given_as_their_types_and_refuses_others():
-    checkpoint = {"hyper_parameters": {"lambda_pearl": 1.0, "latent_dim": 5, "self_supervised": {"rewards": "generated", "collect": True}}}
-    fork(checkpoint, {"self_supervised.rewards": "true", "lambda_pearl": "0", "self_supervised.collect": "false"})
+    checkpoint = {"hyper_parameters": {"actor": {"lambda_pearl": 1.0}, "latent_dim": 5, "self_supervised": {"rewards": "generated", "collect": True}}}
+    fork(checkpoint, {"self_supervised.rewards": "true", "actor.lambda_pearl": "0", "self_supervised.collect": "false"})
     # the choice 'true' stays a string; 0 becomes the float option's 0.0; false the bool's False
-    assert checkpoint["hyper_parameters"] == {"lambda_pearl": 0.0, "latent_dim": 5, "self_supervised": {"rewards": "true", "collect": False}}
-    assert isinstance(checkpoint["hyper_parameters"]["lambda_pearl"], float)
+    assert checkpoint["hyper_parameters"] == {"actor": {"lambda_pearl": 0.0}, "latent_dim": 5, "self_supervised": {"rewards": "true", "collect": False}}
+    assert isinstance(checkpoint["hyper_parameters"]["actor"]["lambda_pearl"], float)
     for changes, message in [
         ({"self_supervised.reward": "true"}, "model.self_supervised.reward: .* no 'reward' .it has collect, rewards"),
         ({"evaluation.runs_per_task": "8"}, "no 'evaluation' section"),
         ({"latent_dim": "9"}, "model.latent_dim decides the networks' shapes"),
-        ({"lambda_pearl": "off"}, r"model.lambda_pearl holds 0.0 \(float\); 'off' is not one"),
+        ({"actor.lambda_pearl": "off"}, r"model.actor.lambda_pearl holds 0.0 \(float\); 'off' is not one"),
         ({"self_supervised.collect": "2"}, "holds False .bool.; '2' is not one"),
     ]:
         with pytest.raises(ConfigError, match=message):
             fork(checkpoint, changes)
+
+
+def test_a_checkpoint_from_before_the_actor_section_reads_under_the_new_names():
+    old = {"awac_beta": 1.0, "lambda_pearl": 10.0, "actor_rows": "until_success", "alpha": 0.0, "value": "policy",
+           "expectile": 0.9, "use_next_obs_in_context": False, "latent_dim": 5, "self_supervised": {"collect": True}}
+    assert upgrade_hparams(old) == {"actor": {"beta": 1.0, "lambda_pearl": 10.0, "rows": "until_success", "alpha": 0.0},
+                                    "latent_dim": 5, "self_supervised": {"collect": True}}
+    # a fork of it names the new options
+    checkpoint = fork({"hyper_parameters": dict(old)}, {"actor.lambda_pearl": "1"})
+    assert checkpoint["hyper_parameters"]["actor"]["lambda_pearl"] == 1.0 and "lambda_pearl" not in checkpoint["hyper_parameters"]
+    # PEARL's options gain no actor section; a removed option away from its default cannot be read
+    assert upgrade_hparams({"use_next_obs_in_context": False, "initial_alpha": 1.0}) == {"initial_alpha": 1.0}
+    with pytest.raises(ConfigError, match="model.value='expectile', which was removed"):
+        upgrade_hparams({**old, "value": "expectile"})
 
 
 def test_a_fork_may_set_an_option_newer_than_the_checkpoint_typed_as_the_code_has_it():

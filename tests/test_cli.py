@@ -68,9 +68,22 @@ def test_print_config_reproduces_the_run(tmp_path):
 def test_help_lists_documented_arguments(tmp_path):
     out = run_cli(tmp_path, "fit", "--model.help", "SMAC")
     assert out.returncode == 0
-    assert "--model.awac_beta" in out.stdout and "AWAC temperature" in out.stdout
+    assert "--model.actor.beta" in out.stdout and "eq. (2)'s temperature" in out.stdout
     out = run_cli(tmp_path, "fit", "--data.help", "OfflineMetaDataModule")
     assert out.returncode == 0 and "--data.dataset_dir" in out.stdout
+
+
+def test_a_checkpoint_with_the_old_option_names_is_read_under_the_new_ones(smoke_run, tmp_path):
+    cwd, _, _ = smoke_run
+    checkpoint = torch.load(next(cwd.glob("runs/*/*/checkpoints/last.ckpt")), weights_only=False)
+    hparams = checkpoint["hyper_parameters"]
+    actor = hparams.pop("actor")  # as a checkpoint written before 2026-12-08 holds them
+    hparams.update(awac_beta=actor["beta"], lambda_pearl=0.5, actor_rows=actor["rows"], value="policy", use_next_obs_in_context=False)
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    out = run_cli(cwd, "validate", *SMOKE_ARGS, "--ckpt_path", str(old))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert _runs(cwd)[-1].data.params["config.model.actor.lambda_pearl"] == "0.5"
 
 
 @pytest.mark.parametrize("subcommand", ["test", "validate"])
@@ -159,7 +172,7 @@ def _main(capsys, *args):
 
 
 @pytest.mark.parametrize("typo, fix", [
-    ("--model.awac_betta", "--model.awac_beta"), ("--data.rl_sise", "--data.rl_size"), ("--trainer.max_epohcs", "--trainer.max_epochs"),
+    ("--model.kl_weigth", "--model.kl_weight"), ("--data.rl_sise", "--data.rl_size"), ("--trainer.max_epohcs", "--trainer.max_epochs"),
 ])
 def test_a_config_typo_gets_one_line_with_the_nearest_option(capsys, typo, fix):
     code, _, err = _main(capsys, "fit", *SMOKE_ARGS, typo, "3")
@@ -168,8 +181,17 @@ def test_a_config_typo_gets_one_line_with_the_nearest_option(capsys, typo, fix):
     assert "usage:" not in err
 
 
+@pytest.mark.parametrize("old, new", [("awac_beta", "actor.beta"), ("lambda_pearl", "actor.lambda_pearl")])
+def test_an_option_that_moved_gets_one_line_naming_its_new_place(capsys, tmp_path, old, new):
+    code, _, err = _main(capsys, "fit", *SMOKE_ARGS, f"--model.{old}", "3")
+    assert code == 2 and err.strip().splitlines()[-1] == f"smac_lightning: error: model.{old} is now model.{new}"
+    (tmp_path / "old.yaml").write_text(f"model:\n  {old}: 3.0\n")
+    code, _, err = _main(capsys, "fit", *SMOKE_ARGS, "--config", str(tmp_path / "old.yaml"))
+    assert code == 2 and err.strip().splitlines()[-1] == f"smac_lightning: error: model.{old} is now model.{new}"
+
+
 @pytest.mark.parametrize("option, value, message", [
-    ("--model.advantage", "returns", "--model.advantage: expected one of 'critic', 'episode_return', got returns"),
+    ("--model.decoder_rows", "both", "--model.decoder_rows: expected one of 'rl', 'context', got both"),
     ("--model.lr", "fast", "--model.lr: Expected a <class 'float'>. Got value: fast"),
 ])
 def test_a_bad_value_gets_one_line_naming_the_option_and_what_it_takes(capsys, option, value, message):

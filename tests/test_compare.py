@@ -36,7 +36,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
 def test_offline_baselines_get_the_whole_budget_offline():
     plan = Plan([], 1, ["offline"], ROOT, 1, "", offline_updates=40, self_supervised_updates=60, family="x")
     assert method_args(plan, "offline") == ["--model.offline_updates", "100", "--model.self_supervised.iterations", "0"]
-    assert method_args(plan, "meta_bc")[-2:] == ["--model.actor_loss", "bc"]
+    assert method_args(plan, "meta_bc")[-2:] == ["--model.actor.loss", "bc"]
     assert method_args(plan, "oracle") == ["--model.self_supervised.rewards", "true"]
     assert method_args(plan, "no_online_data") == ["--model.self_supervised.collect", "false"]
     assert parse(list(SMOKE_ARGS)).methods == ["smac", "oracle", "offline", "meta_bc"]  # the paper's four by default

@@ -25,10 +25,10 @@ def test_critic_members_start_different():
 
 def test_encoder_posterior_ignores_the_order_of_the_history():
     encoder = ContextEncoder(obs_dim=2, act_dim=2, latent_dim=3, hidden=(16,))
-    obs, act, rew, nxt = torch.randn(4, 9, 2), torch.randn(4, 9, 2), torch.randn(4, 9, 1), torch.randn(4, 9, 2)
+    obs, act, rew = torch.randn(4, 9, 2), torch.randn(4, 9, 2), torch.randn(4, 9, 1)
     perm = torch.randperm(9)
-    mean, var = encoder(obs, act, rew, nxt)
-    mean_p, var_p = encoder(obs[:, perm], act[:, perm], rew[:, perm], nxt[:, perm])
+    mean, var = encoder(obs, act, rew)
+    mean_p, var_p = encoder(obs[:, perm], act[:, perm], rew[:, perm])
     assert mean.shape == var.shape == (4, 3)
     torch.testing.assert_close(mean, mean_p)
     torch.testing.assert_close(var, var_p)
@@ -36,7 +36,7 @@ def test_encoder_posterior_ignores_the_order_of_the_history():
 
 def test_more_history_narrows_the_posterior():
     encoder = ContextEncoder(2, 2, 3, (16,))
-    obs, act, rew, nxt = torch.randn(1, 20, 2), torch.randn(1, 20, 2), torch.randn(1, 20, 1), torch.randn(1, 20, 2)
-    _, var_short = encoder(obs[:, :5], act[:, :5], rew[:, :5], nxt[:, :5])
-    _, var_long = encoder(obs, act, rew, nxt)
+    obs, act, rew = torch.randn(1, 20, 2), torch.randn(1, 20, 2), torch.randn(1, 20, 1)
+    _, var_short = encoder(obs[:, :5], act[:, :5], rew[:, :5])
+    _, var_long = encoder(obs, act, rew)
     assert (var_long < var_short).all()

@@ -242,7 +242,7 @@ def _losses_and_the_z_they_drew(tmp_path, *overrides, rows_of: str = "rl"):
 
 
 def test_meta_behaviour_cloning_is_the_dataset_actions_negative_log_likelihood(tmp_path):
-    module, rl, losses, z_rows, _ = _losses_and_the_z_they_drew(tmp_path, "--model.actor_loss", "bc")
+    module, rl, losses, z_rows, _ = _losses_and_the_z_they_drew(tmp_path, "--model.actor.loss", "bc")
     expected = -module.policy(rl["observation"], z_rows).log_prob(rl["action"]).mean()
     torch.testing.assert_close(losses["actor_loss"], expected)
 
@@ -263,42 +263,10 @@ def test_eq3_as_the_paper_writes_it_reconstructs_the_context_z_was_inferred_from
         SMAC(obs_dim=2, act_dim=2, decoder_rows="both")
 
 
-def test_the_in_sample_value_never_values_a_policy_action(tmp_path):
-    """``value: expectile``: the Bellman target and the AWAC weights come from V(s, z) and the data's
-    actions, so changing the policy changes neither; with the authors' value both change."""
-    def critic_and_weights(module, batch, scale_policy):
-        with torch.no_grad():
-            for p in module.policy.parameters():
-                p.mul_(scale_policy)
-        torch.manual_seed(0)
-        losses = module.compute_losses(batch["context"], batch["rl"])
-        return losses["critic_loss"].detach(), losses["awac_ess"]
-
-    for value, moves in (("expectile", False), ("policy", True)):
-        made = smoke_cli(tmp_path / value, "--model.value", value)
-        module, batch = made.model, made.datamodule.sample_meta_batch()
-        before = critic_and_weights(module, batch, 1.0)
-        after = critic_and_weights(module, batch, 3.0)
-        assert (before[0] != after[0] and before[1] != after[1]) == moves, value
-    losses = module.compute_losses(batch["context"], batch["rl"])
-    assert "value_loss" not in losses
-    made = smoke_cli(tmp_path / "grads", "--model.value", "expectile")
-    module, batch = made.model, made.datamodule.sample_meta_batch()
-    losses = module.compute_losses(batch["context"], batch["rl"])
-    value_params = list(module.value_net.parameters())
-    assert all(g is None for g in torch.autograd.grad(losses["critic_loss"] + losses["actor_loss"], value_params, allow_unused=True, retain_graph=True))
-    assert all(g is not None for g in torch.autograd.grad(losses["value_loss"], value_params, retain_graph=True))
-    assert all(g is None for g in torch.autograd.grad(losses["value_loss"], list(module.critic.parameters()), allow_unused=True))
-    with pytest.raises(ConfigError, match="model.value"):
-        SMAC(obs_dim=2, act_dim=2, value="mean")
-    with pytest.raises(ConfigError, match="model.expectile"):
-        SMAC(obs_dim=2, act_dim=2, value="expectile", expectile=1.0)
-
-
 def test_until_success_imitates_only_the_marked_rows(tmp_path):
     """``actor_rows: until_success``: eq. (2) ignores the actions of rows after an episode's first
     success; the critic still trains on them. A family without a success reward is refused."""
-    made = smoke_cli(tmp_path, "--model.actor_rows", "until_success")
+    made = smoke_cli(tmp_path, "--model.actor.rows", "until_success")
     with pytest.raises(ConfigError, match="needs a family with a success reward"):
         made.trainer.fit(made.model, made.datamodule)
     module, batch = made.model, made.datamodule.sample_meta_batch()
@@ -318,14 +286,14 @@ def test_until_success_imitates_only_the_marked_rows(tmp_path):
     assert after_success["actor_loss"] == reference["actor_loss"]
     assert after_success["critic_loss"] != reference["critic_loss"]
     assert before_success["actor_loss"] != reference["actor_loss"]
-    with pytest.raises(ConfigError, match="model.actor_rows"):
-        SMAC(obs_dim=2, act_dim=2, actor_rows="first")
+    with pytest.raises(ConfigError, match="model.actor.rows"):
+        SMAC(obs_dim=2, act_dim=2, actor={"rows": "first"})
 
 
 def test_episode_return_advantage_is_the_return_less_its_task_mean_weighed_per_task(tmp_path):
     """``advantage: episode_return``: eq. (2)'s weights are, per task, softmax((G - the task's mean G) /
     beta) over its rows times their number, whatever the critic says."""
-    made = smoke_cli(tmp_path, "--model.advantage", "episode_return", "--model.awac_beta", "2.0")
+    made = smoke_cli(tmp_path, "--model.actor.advantage", "episode_return", "--model.actor.beta", "2.0")
     module, batch = made.model, made.datamodule.sample_meta_batch()
     rl = batch["rl"]
     tasks, rows = rl.batch_size
@@ -339,14 +307,14 @@ def test_episode_return_advantage_is_the_return_less_its_task_mean_weighed_per_t
         for p in module.critic.parameters():
             p.mul_(3.0)
     assert module.compute_losses(batch["context"], rl)["awac_ess"] == losses["awac_ess"]
-    with pytest.raises(ConfigError, match="model.advantage"):
-        SMAC(obs_dim=2, act_dim=2, advantage="returns")
+    with pytest.raises(ConfigError, match="model.actor.advantage"):
+        SMAC(obs_dim=2, act_dim=2, actor={"advantage": "returns"})
 
 
 def test_a_run_annotates_offline_rows_and_each_labelled_online_episode(tmp_path):
     """With both switches, the RL replay carries ``before_success`` and ``episode_return`` for its
     offline rows and for the online episodes the phase appends, computed from the decoder's labels."""
-    made = smoke_cli(tmp_path, "--model.actor_rows", "until_success", "--model.advantage", "episode_return")
+    made = smoke_cli(tmp_path, "--model.actor.rows", "until_success", "--model.actor.advantage", "episode_return")
     made.datamodule.family.success_reward = -0.3  # Point Robot has none; a dense reward crosses it now and then
     made.trainer.fit(made.model, made.datamodule)
     rl, gamma = made.datamodule.rl, made.model.hparams.gamma
@@ -501,15 +469,15 @@ def test_bootstrapped_returns_sum_each_episode_and_take_the_critic_at_a_time_lim
 
 
 def test_alpha_adds_entropy_to_actor_and_target_and_a_tuned_one_learns(tmp_path):
-    with pytest.raises(ConfigError, match="model.alpha"):
-        SMAC(obs_dim=2, act_dim=2, alpha=-1.0)
-    with pytest.raises(ConfigError, match="model.alpha"):
-        SMAC(obs_dim=2, act_dim=2, alpha="auto")
+    with pytest.raises(ConfigError, match="model.actor.alpha"):
+        SMAC(obs_dim=2, act_dim=2, actor={"alpha": -1.0})
+    with pytest.raises(ConfigError, match="model.actor.alpha"):
+        SMAC(obs_dim=2, act_dim=2, actor={"alpha": "auto"})
     made = smoke_cli(tmp_path)
     module, batch = made.model, made.datamodule.sample_meta_batch()
 
     def log_std_gradient(alpha: float) -> torch.Tensor:
-        module.hparams.alpha = alpha
+        module.actor.alpha = alpha
         module.zero_grad(set_to_none=True)
         torch.manual_seed(3)
         module.compute_losses(batch["context"], batch["rl"])["actor_loss"].backward()
@@ -520,7 +488,7 @@ def test_alpha_adds_entropy_to_actor_and_target_and_a_tuned_one_learns(tmp_path)
         module.policy.log_std.bias.fill_(-3.0)
     # a large temperature makes the actor's loss fall as the policy widens, on every action dim
     assert (log_std_gradient(100.0) < log_std_gradient(0.0)).all() and (log_std_gradient(100.0) < 0).all()
-    tuned = smoke_cli(tmp_path / "tuned", "--model.alpha", "tuned")
+    tuned = smoke_cli(tmp_path / "tuned", "--model.actor.alpha", "tuned")
     tuned.trainer.fit(tuned.model, tuned.datamodule)
     assert float(tuned.model.log_alpha) != 0.0  # stepped with the actor from alpha = 1
     assert "train/alpha" in tuned.trainer.logged_metrics

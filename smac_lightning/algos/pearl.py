@@ -36,7 +36,6 @@ class PEARL(MetaLearner):
         encoder_hidden: tuple[int, ...] = (200, 200, 200),
         policy_hidden: tuple[int, ...] = (300, 300, 300),
         critic_hidden: tuple[int, ...] = (300, 300, 300),
-        use_next_obs_in_context: bool = False,
         lr: float = 3e-4,
         gamma: float = 0.99,
         tau: float = 0.005,
@@ -59,7 +58,6 @@ class PEARL(MetaLearner):
             encoder_hidden: hidden widths of the context encoder.
             policy_hidden: hidden widths of the policy.
             critic_hidden: hidden widths of each Q-network.
-            use_next_obs_in_context: encode (s, a, r, s') instead of (s, a, r).
             lr: Adam learning rate of every optimizer.
             gamma: discount.
             tau: soft target update rate.
@@ -81,7 +79,7 @@ class PEARL(MetaLearner):
             raise ConfigError(f"model.iterations and model.updates_per_iteration must be >= 1, got {iterations} and {updates_per_iteration}")
         if initial_alpha <= 0:
             raise ConfigError(f"model.initial_alpha must be > 0 (it is learned in log space), got {initial_alpha}")
-        self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, encoder_hidden, use_next_obs_in_context)
+        self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, encoder_hidden)
         self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden)
         self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)

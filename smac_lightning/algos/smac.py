@@ -11,6 +11,7 @@ import torch
 from tensordict import TensorDict
 from torch.nn.parallel import DistributedDataParallel
 
+from smac_lightning.algos.actor import ActorConfig
 from smac_lightning.algos.base import MetaLearner, config_of
 from smac_lightning.data.datamodule import meta_batches
 from smac_lightning.data.episodes import episode_ends, episode_return, until_first_success
@@ -21,7 +22,6 @@ from smac_lightning.losses import (
     behaviour_cloning_loss,
     critic_loss,
     effective_sample_fraction,
-    expectile_loss,
     kl_to_standard_normal,
     pearl_actor_loss,
     per_task_weights,
@@ -30,7 +30,7 @@ from smac_lightning.losses import (
     td_target,
     temperature_loss,
 )
-from smac_lightning.nn import ACTION_CLAMP, ContextEncoder, CriticEnsemble, RewardDecoder, StateValue, TanhGaussianPolicy, rows, sample
+from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy, rows, sample
 from smac_lightning.rollout import (
     LockstepEnvs,
     MetaTestProtocol,
@@ -62,24 +62,13 @@ class SMAC(MetaLearner):
         decoder_hidden: tuple[int, ...] = (64, 64),
         policy_hidden: tuple[int, ...] = (300, 300, 300),
         critic_hidden: tuple[int, ...] = (300, 300, 300),
-        use_next_obs_in_context: bool = False,
         lr: float = 3e-4,
         gamma: float = 0.99,
         tau: float = 0.005,
         reward_scale: float = 5.0,
-        awac_beta: float = 100.0,
-        awac_clip_score: float | None = None,
-        awac_whiten: bool = False,
-        action_clamp: float = ACTION_CLAMP,
-        value: Literal["policy", "expectile"] = "policy",
-        expectile: float = 0.9,
-        actor_rows: Literal["all", "until_success"] = "all",
-        advantage: Literal["critic", "episode_return"] = "critic",
         kl_weight: float = 0.1,
         decoder_rows: Literal["rl", "context"] = "rl",
-        lambda_pearl: float = 1.0,
-        alpha: float | Literal["tuned"] = 0.0,
-        actor_loss: Literal["awac", "bc"] = "awac",
+        actor: ActorConfig = ActorConfig(),
         true_task_as_z: bool = False,
         offline_updates: int = 50_000,
         self_supervised: SelfSupervisedConfig = SelfSupervisedConfig(),
@@ -96,101 +85,34 @@ class SMAC(MetaLearner):
             decoder_hidden: hidden widths of the reward decoder.
             policy_hidden: hidden widths of the policy.
             critic_hidden: hidden widths of each Q-network.
-            use_next_obs_in_context: encode (s, a, r, s') instead of (s, a, r).
             lr: Adam learning rate of all three optimizers.
             gamma: discount.
             tau: soft target update rate.
             reward_scale: multiplies rewards in the Bellman target.
-            awac_beta: AWAC temperature (lambda in eq. 2).
-            awac_clip_score: cap on the advantage before the AWAC weights (the authors' ``clip_score``;
-                None: no cap, their default): no row weighs more than exp(cap / beta) times one of advantage 0.
-            awac_whiten: standardise the advantage over the batch before the weights, ``beta`` then in
-                standard deviations (the authors' ``normalize_over_batch: whiten``; off, their default).
-            action_clamp: the dataset's actions are clamped to +-``action_clamp`` before their tanh-Gaussian
-                log-likelihood in eq. (2) (the authors' 0.999999). An action of exactly +-1 (a scripted
-                controller's saturated command) then sits at atanh = 7.25, and where the data mixes +1 and -1
-                in like states the fit widens the policy's std towards its cap instead of placing its mean.
-            value: the state value behind the Bellman target and the AWAC advantage. ``policy``: the
-                authors', min Q at an action drawn from the policy (V for the advantage at s, the target's
-                a' at s'). ``expectile``: not in the paper, implicit Q-learning's in-sample value, a
-                network V(s, z) fitted to min target-Q of the data's own actions by expectile regression;
-                the target is r + gamma V(s') and the advantage Q - V(s), so no policy action is ever
-                valued. Meant for sparse, absorbing successes, where Q at the policy's out-of-data actions
-                overrates them and the softmax then moves eq. (2)'s weight to the rows after success
-                (on Sawyer it opened no drawer either: README).
-            expectile: the expectile of ``value: expectile`` (0.5: the data's mean action value; towards 1: its best).
-            actor_rows: the rows eq. (2) imitates. ``all``: every row (the paper, the authors). ``until_success``:
-                not in the paper, for families with a success reward (Sawyer): only the rows up to each
-                episode's first success (a reward no more than half a unit below the family's success
-                reward, so that the decoder's labels count too); the rest weigh 0. With sparse, lasting success the rows after
-                it are many, their actions matter to nothing, and their advantage of about 0 takes eq. (2)'s
-                weight from the approach (README, Sawyer). The critic still trains on every row.
-            advantage: what eq. (2) weighs a row by. ``critic``: Q(s, a) - V(s) (the paper, the authors).
-                ``episode_return``: not in the paper, a Monte-Carlo advantage: the discounted return of
-                the row's episode from its first step (the decoder's labels for online rows) minus its mean
-                over the task's rows in the meta-batch, so that each task's better episodes are imitated
-                whole. For data whose controller's intent is hidden (Sawyer's scripted behaviours), where a
-                one-step advantage cannot tell an approach that leads somewhere from one that does not
-                (README, Sawyer). The softmax runs over each task's rows; ``awac_clip_score`` and
-                ``awac_whiten`` apply to the critic's advantage only. The critic still trains, for the PEARL term.
-            kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error
-                (averaged over rows) in eq. 3.
-            decoder_rows: the rows whose rewards eq. (3)'s decoder reconstructs from z. ``rl``: the meta-batch's
-                RL rows, z inferred from another draw, the context (the authors' code). ``context``: the context's own
-                rows, the history z is inferred from (the paper's eq. 3). They differ where the two buffers hold
-                different data: on Cheetah Velocity the RL rows are the untrained policy's, which barely move, and
-                the encoder rows PEARL's later exploration, which runs, and eq. (4) must label running.
-            lambda_pearl: weight of the PEARL actor loss in the self-supervised phase.
-            alpha: SAC's entropy temperature, in both phases: the actor's loss gains ``alpha * log pi`` at
-                its own actions and the critic's target the next action's ``-alpha * log pi`` (the authors'
-                trainer has both; every SMAC config of theirs sets 0, as the paper's equations have none).
-                ``tuned``: learned from 1 towards an entropy of -act_dim, as PEARL's.
-            actor_loss: ``awac`` (eq. 2) or ``bc``: meta behaviour cloning, -log pi(a | s, z) of the
-                dataset's actions, the paper's imitation baseline.
-            true_task_as_z: diagnostic upper bound: the task's true description takes z's place in
-                policy and critic (training and meta-test); no encoder is trained. ``latent_dim``
-                must then be the size of the family's task description.
+            kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error (over rows) in eq. (3).
+            decoder_rows: the rows eq. (3)'s decoder reconstructs: ``rl``, the RL rows (the authors); ``context``, the context's own (the paper).
+            actor: the actor's objective: eq. (2), its variants and the PEARL term.
+            true_task_as_z: diagnostic upper bound: the task's description in z's place; ``latent_dim`` its size.
             offline_updates: gradient updates of the offline phase.
             self_supervised: the self-supervised phase (its budget is ``iterations`` x ``updates_per_iteration``).
             evaluation: the meta-test protocol.
-            compile_losses: run the loss graph (forward and backward) through ``torch.compile``; None: on a
-                GPU only, captured as CUDA graphs (``reduce-overhead``), eager on a CPU (first update ~30 s slower).
-            updates_per_batch: updates per Lightning batch (K consecutive meta-batches stacked): Lightning's
-                own work per batch (~2.5 ms on a CPU) is shared by K updates. The offline phase trains
-                bit-identically to K = 1, and evaluations, logging and the switch fall on the same updates;
-                in the self-supervised phase the batch Lightning draws ahead holds K meta-batches, so an
-                iteration's new rows reach the updates a few updates later. Budgets, ``updates_per_iteration``,
-                ``trainer.val_check_interval`` and ``trainer.log_every_n_steps`` must be multiples of K.
+            compile_losses: ``torch.compile`` the loss graph; None: on a GPU only (CUDA graphs), eager on a CPU.
+            updates_per_batch: updates per Lightning batch (K meta-batches stacked); budgets and intervals must be multiples of K.
         """
         super().__init__()
         self.save_hyperparameters()
-        self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, encoder_hidden, use_next_obs_in_context)
-        self.decoder = RewardDecoder(obs_dim, act_dim, latent_dim, decoder_hidden)
-        if not 0.0 < action_clamp < 1.0:
-            raise ConfigError(f"model.action_clamp={action_clamp} must be in (0, 1): atanh(+-1) is infinite")
-        self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden, action_clamp)
-        self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        if alpha != "tuned" and not (isinstance(alpha, (int, float)) and alpha >= 0):
-            raise ConfigError(f"model.alpha must be a temperature >= 0 or 'tuned', got {alpha!r}")
-        if alpha != 0 and value == "expectile":
-            raise ConfigError("model.alpha applies to the policy's value (model.value: policy), not to the expectile one")
-        self.log_alpha = torch.nn.Parameter(torch.zeros(())) if alpha == "tuned" else None
-        self.target_entropy = -float(act_dim)
-        if value not in ("policy", "expectile"):
-            raise ConfigError(f"model.value must be 'policy' or 'expectile', got {value!r}")
-        if not 0.0 < expectile < 1.0:
-            raise ConfigError(f"model.expectile={expectile} must be in (0, 1)")
-        self.value_net = StateValue(obs_dim, latent_dim, critic_hidden) if value == "expectile" else None
-        if decoder_rows not in ("rl", "context"):
-            raise ConfigError(f"model.decoder_rows must be 'rl' or 'context', got {decoder_rows!r}")
-        if actor_rows not in ("all", "until_success"):
-            raise ConfigError(f"model.actor_rows must be 'all' or 'until_success', got {actor_rows!r}")
-        if advantage not in ("critic", "episode_return"):
-            raise ConfigError(f"model.advantage must be 'critic' or 'episode_return', got {advantage!r}")
-        # LightningCLI may hand the nested configs over as plain dicts
+        self.actor = config_of(ActorConfig, actor)  # LightningCLI may hand nested configs over as plain dicts
         self.self_supervised = config_of(SelfSupervisedConfig, self_supervised)
         self.evaluation = config_of(MetaTestProtocol, evaluation)
+        self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, encoder_hidden)
+        self.decoder = RewardDecoder(obs_dim, act_dim, latent_dim, decoder_hidden)
+        self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden, self.actor.action_clamp)
+        self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.nn.Parameter(torch.zeros(())) if self.actor.alpha == "tuned" else None
+        self.target_entropy = -float(act_dim)
+        if decoder_rows not in ("rl", "context"):
+            raise ConfigError(f"model.decoder_rows must be 'rl' or 'context', got {decoder_rows!r}")
         if true_task_as_z and self.self_supervised.rewards == "generated" and self.self_supervised.iterations:
             raise ConfigError(
                 "model.true_task_as_z trains no encoder or decoder, so nothing can label the online data: "
@@ -215,12 +137,12 @@ class SMAC(MetaLearner):
             )
         if self.hparams.true_task_as_z:
             freeze(self.encoder, self.decoder)  # never trained: kept out of DDP's gradient reduction
-        if self.hparams.actor_rows == "until_success":
+        if self.actor.rows == "until_success":
             if dm.family.success_reward is None:
-                raise ConfigError(f"model.actor_rows: until_success needs a family with a success reward; {type(dm.family).__name__} has none")
+                raise ConfigError(f"model.actor.rows: until_success needs a family with a success reward; {type(dm.family).__name__} has none")
             threshold = dm.family.success_reward - SUCCESS_MARGIN
             dm.rl.annotate("before_success", lambda rows: until_first_success(rows["reward"], episode_ends(rows), threshold))
-        if self.hparams.advantage == "episode_return":
+        if self.actor.advantage == "episode_return":
             gamma = self.hparams.gamma
             dm.rl.annotate("episode_return", lambda rows: episode_return(rows["reward"], episode_ends(rows), gamma))
         if self.hparams.true_task_as_z and dm.task_dim != self.hparams.latent_dim:
@@ -231,84 +153,95 @@ class SMAC(MetaLearner):
 
     # ----------------------------------------------------------------- the update
 
+    # Each network's loss; their sum is what one backward trains (components and measures are logged only)
+    NETWORK_LOSSES = ("encoder_loss", "critic_loss", "actor_loss", "alpha_loss")
+
     def compute_losses(self, context: TensorDict, rl: TensorDict, task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """All of SMAC's losses for one meta-batch (``context`` ``[T, C]``, ``rl`` ``[T, B]``;
         ``task``, ``[T, task_dim]``, only with ``true_task_as_z``)."""
-        hp = self.hparams
-        tasks, batch = rl.batch_size
-        obs, action, reward = rl["observation"], rl["action"], rl["reward"]
-        next_obs, terminated = rl["next", "observation"], rl["terminated"]
-        losses = {}
-        if hp.true_task_as_z:
-            z = z_next = task.to(obs.dtype)
-        else:
-            train_encoder = self.trains_encoder
-            with torch.set_grad_enabled(train_encoder):
-                mean, var = self.encoder.posterior(context)
-                z = sample(mean, var)
-            losses["kl"] = kl_to_standard_normal(mean, var).mean()
-            if train_encoder:  # eq. (3): z from the context h, the rewards of the RL rows h' (or of h itself)
-                decoded = context if hp.decoder_rows == "context" else rl
-                predicted = self.decoder(decoded["observation"], decoded["action"], rows(z, decoded.batch_size[1]))
-                losses["reward_loss"] = reward_loss(predicted, decoded["reward"])
-                losses["encoder_loss"] = losses["reward_loss"] + hp.kl_weight * losses["kl"]
-            z, z_next = z.detach(), sample(mean, var).detach()  # neither critic nor actor trains the encoder
+        losses, z, z_next = self.encoder_losses(context, rl, task)
+        obs, batch = rl["observation"], rl.batch_size[1]
         z_rows, z_next_rows = rows(z, batch), rows(z_next, batch)
-
-        pearl = self.adds_pearl_term
         dist = self.policy(obs, z_rows)
-        v_at_pi = self.value_net is None and hp.advantage == "critic"  # eq. (2)'s V from Q at a policy action
-        entropic = self.log_alpha is not None or hp.alpha > 0  # a Python bool: no host sync on a tuned alpha
-        alpha = self.log_alpha.exp().detach() if self.log_alpha is not None else hp.alpha
-        if pearl or v_at_pi or entropic:
-            a_pi, log_prob_pi = dist.rsample()
-            # Q at the policy's action: V for AWAC, and for the PEARL term a gradient to the policy
-            # only: the critic runs on detached weights, so one backward of the summed losses is exact.
-            with torch.set_grad_enabled(pearl):
-                q_pi = self.min_q_through_frozen_critic(obs, a_pi, z_rows)
-        q_data = self.critic(obs, action, z_rows)  # both critics in one batched forward
-        if self.value_net is None:
-            v = q_pi.detach() if v_at_pi else None
-            with torch.no_grad():  # a' from a second draw of the same posterior, as the authors did; the
-                # target critic values it at the Q's own z: a z drawn apart would move the target with
-                # the posterior's spread (on Cheetah 15x the Bellman error of the true task's)
-                next_action, next_log_prob = self.policy(next_obs, z_next_rows).rsample()
-                next_v = self.target_critic(next_obs, next_action, z_rows).min(0).values
-        else:  # in-sample: only the data's actions are ever valued
-            v = self.value_net(obs, z_rows)
-            with torch.no_grad():
-                q_target_data = self.target_critic(obs, action, z_rows).min(0).values
-                next_v = self.value_net(next_obs, z_rows)
-            losses["value_loss"] = expectile_loss(q_target_data - v, hp.expectile)
-            v = v.detach()
-        if entropic:
-            target = soft_td_target(reward, terminated, next_v, next_log_prob, alpha, hp.gamma, hp.reward_scale)
-        else:
-            target = td_target(reward, terminated, next_v, hp.gamma, hp.reward_scale)
-        losses["critic_loss"] = critic_loss(q_data, target)
+        own = self.policy_action(dist, obs, z_rows)
+        q_data, critic_losses = self.critic_losses(rl, z_rows, z_next_rows)
+        v = own[2].detach() if self.actor.advantage == "critic" else None  # V(s) = min Q at a policy action
+        weights = self.row_weights(rl, q_data.min(0).values.detach(), v)
+        return {**losses, **critic_losses, **self.actor_losses(dist, rl["action"], weights, own), "q_mean": q_data.mean().detach()}
 
+    def encoder_losses(self, context: TensorDict, rl: TensorDict, task: torch.Tensor | None):
+        """Eq. (3) where the phase trains the encoder, and two draws of z from the posterior of
+        ``context``: one for the Q regressed and its target, one for the next action (the authors')."""
+        if self.hparams.true_task_as_z:
+            z = task.to(rl["observation"].dtype)
+            return {}, z, z
+        train_encoder = self.trains_encoder
+        with torch.set_grad_enabled(train_encoder):
+            mean, var = self.encoder.posterior(context)
+            z = sample(mean, var)
+        losses = {"kl": kl_to_standard_normal(mean, var).mean()}
+        if train_encoder:  # z from the context h, the rewards of the RL rows h' (or of h itself)
+            decoded = context if self.hparams.decoder_rows == "context" else rl
+            predicted = self.decoder(decoded["observation"], decoded["action"], rows(z, decoded.batch_size[1]))
+            losses["reward_loss"] = reward_loss(predicted, decoded["reward"])
+            losses["encoder_loss"] = losses["reward_loss"] + self.hparams.kl_weight * losses["kl"]
+        return losses, z.detach(), sample(mean, var).detach()  # neither critic nor actor trains the encoder
+
+    def policy_action(self, dist, obs: torch.Tensor, z_rows: torch.Tensor):
+        """The policy's own action, its log-probability and min Q there, where a loss needs them (the
+        PEARL term, the critic's V, an entropy term); else None. The critic runs on detached weights,
+        so the PEARL term's gradient reaches the policy only and one backward of the sum is exact."""
+        if not (self.adds_pearl_term or self.actor.advantage == "critic" or self.actor.entropic):
+            return None
+        action, log_prob = dist.rsample()
+        with torch.set_grad_enabled(self.adds_pearl_term):
+            return action, log_prob, self.min_q_through_frozen_critic(obs, action, z_rows)
+
+    def critic_losses(self, rl: TensorDict, z_rows: torch.Tensor, z_next_rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Both critics' TD error in one batched forward. a' comes from the second draw of z; the target
+        critic values it at the regressed Q's own z, as the authors' code: a z drawn apart would move the
+        target with the posterior's spread (on Cheetah 15x the Bellman error of the true task's)."""
+        hp = self.hparams
+        q_data = self.critic(rl["observation"], rl["action"], z_rows)
+        with torch.no_grad():
+            next_action, next_log_prob = self.policy(rl["next", "observation"], z_next_rows).rsample()
+            next_v = self.target_critic(rl["next", "observation"], next_action, z_rows).min(0).values
+            if self.actor.entropic:
+                target = soft_td_target(rl["reward"], rl["terminated"], next_v, next_log_prob, self.alpha, hp.gamma, hp.reward_scale)
+            else:
+                target = td_target(rl["reward"], rl["terminated"], next_v, hp.gamma, hp.reward_scale)
+        return q_data, {"critic_loss": critic_loss(q_data, target)}
+
+    def row_weights(self, rl: TensorDict, q: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
+        """Eq. (2)'s weight of each row: a softmax of its advantage over the meta-batch (per task with
+        ``advantage: episode_return``), rows after success weighing 0 with ``rows: until_success``."""
+        actor = self.actor
+        imitated = rl["before_success"] if actor.rows == "until_success" else None
+        if actor.advantage == "episode_return":
+            score = self.hparams.reward_scale * rl["episode_return"]
+            return per_task_weights(score - score.mean(1, keepdim=True), actor.beta, imitated)
+        return awac_weights(q, v, actor.beta, actor.clip_score, actor.whiten, imitated)
+
+    def actor_losses(self, dist, action: torch.Tensor, weights: torch.Tensor, own) -> dict[str, torch.Tensor]:
+        """Eq. (2) (or cloning), plus the PEARL term in the self-supervised phase and SAC's entropy term."""
+        actor = self.actor
         log_prob_data = dist.log_prob(action)
-        imitated = rl["before_success"] if hp.actor_rows == "until_success" else None
-        if hp.advantage == "episode_return":
-            score = hp.reward_scale * rl["episode_return"]
-            weights = per_task_weights(score - score.mean(1, keepdim=True), hp.awac_beta, imitated)
-        else:
-            weights = awac_weights(q_data.min(0).values.detach(), v, hp.awac_beta, hp.awac_clip_score, hp.awac_whiten, imitated)
-        losses["awac_ess"] = effective_sample_fraction(weights).detach()
-        if hp.actor_loss == "bc":
-            losses["actor_loss"] = behaviour_cloning_loss(log_prob_data)
-        else:
-            losses["actor_loss"] = awac_actor_loss(log_prob_data, weights)
-        if pearl:
-            losses["pearl_loss"] = pearl_actor_loss(q_pi, log_prob_pi)
-            losses["actor_loss"] = losses["actor_loss"] + hp.lambda_pearl * losses["pearl_loss"]
-        if entropic:
-            losses["actor_loss"] = losses["actor_loss"] + alpha * log_prob_pi.mean()
+        loss = behaviour_cloning_loss(log_prob_data) if actor.loss == "bc" else awac_actor_loss(log_prob_data, weights)
+        losses = {"awac_ess": effective_sample_fraction(weights).detach()}
+        if self.adds_pearl_term:
+            losses["pearl_loss"] = pearl_actor_loss(own[2], own[1])
+            loss = loss + actor.lambda_pearl * losses["pearl_loss"]
+        if actor.entropic:
+            loss = loss + self.alpha * own[1].mean()
         if self.log_alpha is not None:
-            losses["alpha_loss"] = temperature_loss(self.log_alpha, log_prob_pi, self.target_entropy)
-            losses["alpha"] = alpha
-        losses["q_mean"] = q_data.mean().detach()
-        return losses
+            losses["alpha_loss"] = temperature_loss(self.log_alpha, own[1], self.target_entropy)
+            losses["alpha"] = self.alpha
+        return {"actor_loss": loss, **losses}
+
+    @property
+    def alpha(self) -> torch.Tensor | float:
+        """SAC's temperature, detached where it is learned (a Python float otherwise: no host sync)."""
+        return self.log_alpha.exp().detach() if self.log_alpha is not None else self.actor.alpha
 
     def training_step(self, batch: TensorDict, batch_idx: int) -> None:
         """One SMAC update per meta-batch of ``batch`` (``updates_per_batch``). Offline: eq. (3) trains
@@ -319,15 +252,14 @@ class SMAC(MetaLearner):
         for meta_batch in meta_batches(batch):
             losses = self.compute_losses(meta_batch["context"], meta_batch["rl"], meta_batch.get("task_description", None))
             # Each loss reaches only its own network's parameters, so one backward serves all three.
-            total = losses["critic_loss"] + losses.get("value_loss", 0.0) + losses["actor_loss"] + losses.get("encoder_loss", 0.0) \
-                + losses.get("alpha_loss", 0.0)
+            total = sum(losses[name] for name in self.NETWORK_LOSSES if name in losses)
             self.optimize(total, [encoder_opt] * self.trains_encoder + [critic_opt, actor_opt], losses)
 
     def configure_optimizers(self):
         adam = functools.partial(torch.optim.Adam, lr=self.hparams.lr, fused=True)  # one kernel per step
         return [
             adam([*self.encoder.parameters(), *self.decoder.parameters()]),
-            adam([*self.critic.parameters(), *(self.value_net.parameters() if self.value_net is not None else ())]),
+            adam(self.critic.parameters()),
             # a tuned temperature steps with the actor: Adam's update of each parameter is its own
             adam([*self.policy.parameters(), *([self.log_alpha] if self.log_alpha is not None else [])]),
         ]
@@ -343,8 +275,8 @@ class SMAC(MetaLearner):
 
     @property
     def adds_pearl_term(self) -> bool:
-        """The actor's PEARL term (weight ``lambda_pearl``) belongs to the self-supervised phase."""
-        return self.phase == Phase.SELF_SUPERVISED and self.hparams.lambda_pearl != 0
+        """The actor's PEARL term (weight ``actor.lambda_pearl``) belongs to the self-supervised phase."""
+        return self.phase == Phase.SELF_SUPERVISED and self.actor.lambda_pearl != 0
 
     def on_train_start(self) -> None:
         if self.phase == Phase.SELF_SUPERVISED and not self.trains_encoder:  # resumed in the phase

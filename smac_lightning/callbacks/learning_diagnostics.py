@@ -76,7 +76,7 @@ class LearningDiagnostics(L.Callback):
         module.log_at_update(metrics, batch_size=1)
 
     def measure(self, module, dm) -> dict[str, float]:
-        hp = module.hparams
+        hp, actor = module.hparams, module.actor
         generator = torch.Generator().manual_seed(self.seed + module.updates)
         size = dm.rl_batch_size(dm.batches_consumed)
         batch = dm.sample_meta_batch(generator, size).to(module.device)
@@ -88,10 +88,10 @@ class LearningDiagnostics(L.Callback):
         q_pi = module.min_q_through_frozen_critic(obs, a_pi, z_rows)
         with torch.no_grad():
             q_data = module.critic(obs, action, z_rows).min(0).values
-            weights = awac_weights(q_data, q_pi.detach(), hp.awac_beta, hp.awac_clip_score, hp.awac_whiten)
+            weights = awac_weights(q_data, q_pi.detach(), actor.beta, actor.clip_score, actor.whiten)
         parameters = [p for p in module.policy.parameters()]
         awac_norm, awac_grad = gradient_norm(awac_actor_loss(dist.log_prob(action), weights), parameters)
-        pearl_norm, pearl_grad = gradient_norm(hp.lambda_pearl * pearl_actor_loss(q_pi, log_prob_pi), parameters)
+        pearl_norm, pearl_grad = gradient_norm(actor.lambda_pearl * pearl_actor_loss(q_pi, log_prob_pi), parameters)
         flat_a, flat_p = torch.cat([g.flatten() for g in awac_grad]), torch.cat([g.flatten() for g in pearl_grad])
         deterministic = dist.deterministic.detach()
         metrics = {

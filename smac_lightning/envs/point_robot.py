@@ -123,8 +123,8 @@ class PointRobotFamily(TaskFamily):
             seed: seed of the fixed train/test goal draw.
             p_true_goal: share of the scripted data's episodes that head for the task's goal; the others
                 head for a random point on the half circle (``GoalSeeker``). Default 0: goal-blind data,
-                whose rewards alone say where the goal is (chosen on training tasks: README, "What to
-                expect on Point Robot").
+                whose rewards alone say where the goal is (chosen on training tasks:
+                docs/results/point_robot.md).
         """
         super().__init__(num_train_tasks, num_test_tasks, horizon, seed)
         if not 0.0 <= p_true_goal <= 1.0:

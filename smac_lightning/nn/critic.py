@@ -1,4 +1,4 @@
-"""Twin Q-functions Q(s, a, z) as one batched ensemble, and a state value V(s, z)."""
+"""Twin Q-functions Q(s, a, z) as one batched ensemble."""
 
 from __future__ import annotations
 
@@ -20,14 +20,3 @@ class CriticEnsemble(nn.Module):
     def forward(self, observation: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         # float32 out even under bf16 autocast: Bellman targets and errors need the precision
         return self.net(torch.cat([observation, action, z], dim=-1)).float()
-
-
-class StateValue(nn.Module):
-    """V(s, z): ``[*, ...] -> [*, 1]``."""
-
-    def __init__(self, obs_dim: int, latent_dim: int, hidden: Sequence[int]):
-        super().__init__()
-        self.net = EnsembleMLP(1, obs_dim + latent_dim, hidden, 1, last_init=3e-3)
-
-    def forward(self, observation: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([observation, z], dim=-1))[0].float()

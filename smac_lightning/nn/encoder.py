@@ -31,28 +31,19 @@ def product_of_gaussians(
 class ContextEncoder(nn.Module):
     """Maps a history ``[tasks, n, transition_dim]`` to the posterior's mean and variance ``[tasks, d_z]``.
 
-    A transition is ``(s, a, r)``, or ``(s, a, r, s')`` with ``use_next_obs``.
+    A transition is ``(s, a, r)``, as the authors' examples encode it.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, latent_dim: int, hidden: Sequence[int], use_next_obs: bool = False):
+    def __init__(self, obs_dim: int, act_dim: int, latent_dim: int, hidden: Sequence[int]):
         super().__init__()
-        self.use_next_obs = use_next_obs
         self.latent_dim = latent_dim
-        in_dim = obs_dim * (2 if use_next_obs else 1) + act_dim + 1
-        self.net = mlp(in_dim, hidden, 2 * latent_dim, last_init=3e-3)  # the authors' output layer
+        self.net = mlp(obs_dim + act_dim + 1, hidden, 2 * latent_dim, last_init=3e-3)  # the authors' output layer
 
-    def transitions(self, observation, action, reward, next_observation) -> torch.Tensor:
-        parts = [observation, action, reward] + ([next_observation] if self.use_next_obs else [])
-        return torch.cat(parts, dim=-1)
-
-    def forward(self, observation, action, reward, next_observation, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(self.transitions(observation, action, reward, next_observation)).float()
+    def forward(self, observation, action, reward, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(torch.cat([observation, action, reward], dim=-1)).float()
         mean, pre_var = out.split(self.latent_dim, dim=-1)
         return product_of_gaussians(mean, F.softplus(pre_var), mask)
 
     def posterior(self, context) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | h) for a ``[tasks, n]`` TensorDict of transitions (``valid`` masks padding if present)."""
-        return self(
-            context["observation"], context["action"], context["reward"], context["next", "observation"],
-            context.get("valid", None),
-        )
+        return self(context["observation"], context["action"], context["reward"], context.get("valid", None))
