@@ -52,14 +52,13 @@ from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.plots import KLS, RETURNS, SUCCESS, run_curves, trajectories
 from smac_lightning.precision import choose_precision, cpu_flags
 from smac_lightning.report import end_of_run
-from smac_lightning.tracking import ResilientMLFlowLogger, check_reachable
+from smac_lightning.tracking import DEFAULT_TRACKING_URI, ResilientMLFlowLogger, check_reachable
 
 # Noise a user can do nothing about: Lightning's advertisement for its cloud logger, and a
 # deprecation inside Lightning's own use of torch's pytree on every step.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3 refuses a plain ./mlruns file store
 
 
 DATA_OF = {SMAC: OfflineMetaDataModule, PEARL: OnlineMetaDataModule}  # each algorithm's data module

@@ -41,10 +41,10 @@ import numpy as np
 import yaml
 
 from smac_lightning.errors import ConfigError
+from smac_lightning.tracking import DEFAULT_TRACKING_URI
 
 PAPER_METHODS = ("smac", "oracle", "offline", "meta_bc")  # the default: the paper's comparison
 METHODS = (*PAPER_METHODS, "no_online_data")
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 LAST_EVALUATIONS = 3  # the end of a run is the mean of its last evaluations (one scatters by about +-1.5)
 FORKABLE = ("oracle", "no_online_data")  # what differs from SMAC only after the switch
 PLAN_FILE = "compare.json"  # in the output folder: what ``--fork`` needs of a comparison

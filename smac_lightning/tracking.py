@@ -11,6 +11,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from smac_lightning.errors import ConfigError
 
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3 refuses a plain ./mlruns file store
+
 
 def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
     """Raise ConfigError at once if an http(s) tracking server does not answer its health check."""

@@ -42,16 +42,10 @@ class MetaTestProtocol:
         runs_per_task: independent meta-episodes per task, averaged.
         max_train_tasks: training tasks evaluated (one fixed random choice of them, the same at every evaluation); 0 skips them.
         deterministic: act with tanh of the policy mean.
-        resample_z: ``step``: a new z from the trajectory's distribution (p(z) while exploring, the
-            fixed posterior after) at every env step, as the authors evaluated and collected; or
-            ``trajectory``: one z per trajectory. Self-supervised collection follows the same setting.
-        offline_context_size: offline rows behind ``kl_offline_paper`` (the authors: 256).
-        exploration_z: where exploration draws z (meta-test, and the self-supervised phase's collection):
-            ``prior``, p(z) = N(0, I) (the paper); or ``training``, each exploration trajectory the
-            posterior of ``offline_context_size`` offline rows of a random training task, so that it
-            performs one of the data's tasks. Not in the paper: there eq. (3)'s KL term fits the
-            posteriors to p(z), so that a draw from p(z) is much like a training task's z; where that
-            term is weak or off (Sawyer's ``kl_weight`` 0) draws from p(z) fall where no task's z lies.
+        resample_z: ``step``: a new z at every env step (the authors'); ``trajectory``: one per trajectory. Collection follows it.
+        offline_context_size: offline rows behind ``kl_offline_paper`` and ``exploration_z: training`` (the authors: 256).
+        exploration_z: where exploration draws z, in meta-test and collection: ``prior``, p(z) (the paper); ``training``,
+            a random training task's posterior from its offline rows (docs/implementation.md, item 19).
     """
 
     num_exploration: int = 2

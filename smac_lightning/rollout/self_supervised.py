@@ -38,35 +38,17 @@ class SelfSupervisedConfig:
 
     Args:
         iterations: collect-then-train iterations (the authors: 51 on Cheetah, 501 by default).
-        updates_per_iteration: gradient updates per iteration (the authors: 4,000 train steps x
-            4 context slices = 16,000).
+        updates_per_iteration: gradient updates per iteration (the authors: 4,000 steps x 4 context slices = 16,000).
         tasks_per_iteration: training tasks drawn (with replacement) to collect on per iteration.
         prior_steps: env steps per task with z ~ p(z) (the authors: 400).
-        posterior_steps: further env steps per task, the first trajectory with z ~ p(z), the rest
-            with z from the task's encoder buffer (the authors: 600).
-        context_size: rows of a task's buffer a collection posterior is inferred from (labels and
-            posterior trajectories; the authors: 256).
-        encoder_buffer: ``append`` or ``freeze``: whether prior rows join a separate encoder
-            buffer (the authors appended, also on Cheetah; the paper's text says Cheetah froze it).
-        rewards: ``generated`` (SMAC: the frozen decoder labels the online data) or ``true`` (the
-            paper's Online Oracle: the env's ground-truth rewards, everything else unchanged).
-        tasks: ``train`` or ``test``: collect on the held-out tasks instead (the paper's appendix B).
-            Their rows join the replays under their own task index and meta-batches draw them too;
-            their labels and first contexts come from the dataset's held-out encoder rows.
-        train_encoder: keep training encoder and decoder with eq. (3) in this phase, on contexts and RL
-            rows that now include the online ones and their labels (the authors'
-            ``train_encoder_decoder_in_unsupervised_phase``, off in all their examples): the encoder
-            learns to read the agent's own exploration. Labels still take z from offline rows.
-        collect: ``False`` runs the phase without its data: no env steps, the same updates (frozen
-            encoder, PEARL term, RL batch ``online_batch_size``) on the offline rows alone. An
-            ablation, not SMAC: it tells what the phase's losses do without self-supervision.
-        contexts: where the phase's updates take each task's context (and so the z that actor and
-            critic see): ``buffer``, the task's whole context buffer, offline rows included (the
-            authors'); or ``online``, its online rows alone once it has some, so the policy trains on
-            z inferred from its own histories from the first iteration on. The authors' long runs
-            come to much the same by volume (their online rows outnumber the offline ones); at a
-            reduced budget the offline rows dominate the buffer, and ``online`` is the way to the
-            same regime.
+        posterior_steps: further env steps per task, the first trajectory with z ~ p(z), the rest with z from the task's encoder buffer (600).
+        context_size: rows of a task's buffer a collection posterior is inferred from (labels, posterior trajectories; 256).
+        encoder_buffer: ``append`` (the authors' code) or ``freeze`` (the paper's text on Cheetah): whether prior rows join a separate encoder buffer.
+        rewards: ``generated`` (SMAC: the frozen decoder's labels) or ``true`` (the Online Oracle: the env's rewards).
+        tasks: ``train``, or ``test``: collect on the held-out tasks instead (the paper's appendix B).
+        train_encoder: keep training encoder and decoder with eq. (3) in the phase, online rows included (off in all the authors' examples).
+        collect: ``False``: the phase's updates without its data (the ``no_online_data`` ablation, not SMAC).
+        contexts: the phase's contexts: ``buffer``, the task's whole context buffer (the authors'); ``online``, its online rows once it has some.
     """
 
     iterations: int = 501
