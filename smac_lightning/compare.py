@@ -41,6 +41,7 @@ import numpy as np
 import yaml
 
 from smac_lightning.errors import ConfigError
+from smac_lightning.plots import comparison
 from smac_lightning.tracking import DEFAULT_TRACKING_URI
 
 PAPER_METHODS = ("smac", "oracle", "offline", "meta_bc")  # the default: the paper's comparison
@@ -431,29 +432,14 @@ def _change(summary: dict, column: str) -> str:
 
 def plot(rows: list[dict], switch: int, path: Path, family: str) -> None:
     """Mean and std across seeds of the held-out return (and success, where there is one) against updates."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("final_return", "held-out return after adaptation")]
+    panels = {"held-out return after adaptation": "final_return"}
     if any(r.get("success", "") != "" for r in rows):
-        panels.append(("success", "held-out success rate"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
-    for ax, (key, label) in zip(axes[0], panels):
+        panels["held-out success rate"] = "success"
+    curves = {}
+    for label, key in panels.items():
+        curves[label] = {}
         for method in _methods(rows):
             steps = sorted({r["updates"] for r in rows if r["method"] == method})
             values = [[r[key] for r in rows if r["method"] == method and r["updates"] == s and r.get(key, "") != ""] for s in steps]
-            mean = np.array([np.mean(v) for v in values])
-            std = np.array([np.std(v) for v in values])
-            ax.plot(steps, mean, label=method)
-            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-        ax.axvline(switch, color="grey", linestyle="--", linewidth=1)
-        ax.text(switch, ax.get_ylim()[1], " switch", va="top", color="grey", fontsize=8)
-        ax.set_xlabel("gradient updates")
-        ax.set_ylabel(label)
-        ax.legend()
-    fig.suptitle(f"{family}: mean and std across seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            curves[label][method] = (steps, np.array([np.mean(v) for v in values]), np.array([np.std(v) for v in values]))
+    comparison(curves, switch, path, f"{family}: mean and std across seeds")

@@ -1,4 +1,5 @@
-"""A run's curves as a picture for its MLflow page: returns (and success) and the z-shift KLs against updates."""
+"""Pictures: a run's curves (returns, success, z-shift KLs against updates), the paper's Fig. 6-7 trajectories,
+and a comparison's mean and spread across seeds (Fig. 5)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,26 @@ KLS = {
 }
 
 
-def run_curves(curves: dict[str, list[tuple[float, float]]], switch: int | None, path: Path, title: str) -> Path:
-    """``curves``: metric name -> ``(updates, value)`` points; panels for those present; ``switch`` marked."""
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only: no display
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, title: str, path: Path) -> Path:
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def run_curves(curves: dict[str, list[tuple[float, float]]], switch: int | None, path: Path, title: str) -> Path:
+    """``curves``: metric name -> ``(updates, value)`` points; panels for those present; ``switch`` marked."""
+    plt = _pyplot()
     panels = [(names, label) for names, label in ((RETURNS, "return"), (SUCCESS, "success"), (KLS, "KL(q(z|h) || p(z))"))
               if any(curves.get(name) for name in names)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
@@ -40,11 +54,7 @@ def run_curves(curves: dict[str, list[tuple[float, float]]], switch: int | None,
         ax.set_xlabel("updates")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, title, path)
 
 
 SOURCES = (
@@ -71,11 +81,7 @@ def trajectories(moments: dict[str, dict], positions, path: Path, title: str) ->
     per lane, ``runs`` consecutive lanes per task), ``exploration`` ``[lanes, k * horizon]`` (the k
     trajectories end to end), ``online`` and ``offline`` ``[lanes, horizon]``; the first run of each
     task is drawn. ``positions`` maps observations to x-y where episodes carry no ``position``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(len(moments), len(SOURCES), figsize=(3.6 * len(SOURCES), 3.6 * len(moments)), squeeze=False)
     for row, (moment, episodes) in zip(axes, moments.items()):
         lanes = range(0, len(episodes["tasks"]), episodes["runs"])  # the first run of each task
@@ -97,8 +103,20 @@ def trajectories(moments: dict[str, dict], positions, path: Path, title: str) ->
                 if goal.size == 1:  # a direction
                     ax.plot([0, reach * np.cos(goal[0])], [0, reach * np.sin(goal[0])], color=colour, linestyle="--", linewidth=0.6)
             ax.set_aspect("equal", adjustable="datalim")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, title, path)
+
+
+def comparison(panels: dict[str, dict[str, tuple[list, np.ndarray, np.ndarray]]], switch: int, path: Path, title: str) -> Path:
+    """``panels``: y-axis label -> method -> ``(updates, mean, std)`` across seeds, a panel each; ``switch`` marked."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    for ax, (label, methods) in zip(axes[0], panels.items()):
+        for method, (steps, mean, std) in methods.items():
+            ax.plot(steps, mean, label=method)
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        ax.axvline(switch, color="grey", linestyle="--", linewidth=1)
+        ax.text(switch, ax.get_ylim()[1], " switch", va="top", color="grey", fontsize=8)
+        ax.set_xlabel("gradient updates")
+        ax.set_ylabel(label)
+        ax.legend()
+    return _save(fig, title, path)
