@@ -6,11 +6,7 @@ smac_lightning.data.OfflineMetaDataModule`` (offline dataset, then self-supervis
 ``smac_lightning.algos.PEARL`` with ``smac_lightning.data.OnlineMetaDataModule`` (online,
 ground-truth rewards). Options reach them without ``init_args`` (``--model.lr 1e-3``).
 
-``python -m smac_lightning data make --config conf/<task>.yaml [--overwrite]`` generates the
-offline dataset a config names without training.
-
-``python -m smac_lightning compare --config conf/<task>.yaml --seeds N`` runs SMAC, the Online
-Oracle, offline-only SMAC and meta-BC per seed and summarises them (``compare.py``).
+The ``data`` and ``compare`` commands and ``main`` are one layer up (``data_commands.py``, ``__main__.py``).
 """
 
 from __future__ import annotations
@@ -18,10 +14,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import json
 import logging
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -45,9 +39,6 @@ from smac_lightning.algos.base import MetaLearner
 from smac_lightning.callbacks import EvaluationLines, LogConfigToMLflow, UpdatesBar
 from smac_lightning.checkpoints import AtomicCheckpointIO, moved_option, upgrade_hparams
 from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMetaDataModule
-from smac_lightning.data.dataset import load_dataset
-from smac_lightning.data.minari_io import export_minari, import_minari
-from smac_lightning.data.summary import summarize
 from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.plots import KLS, RETURNS, SUCCESS, run_curves, trajectories
 from smac_lightning.precision import choose_precision, cpu_flags
@@ -346,113 +337,3 @@ def cli(args: list[str] | None = None, run: bool = True, cls: type[SMACCLI] = SM
         if cause is None:
             raise
         raise cause from None
-
-
-class _DatasetCLI(SMACCLI):
-    """Parses a training config and builds only its data module."""
-
-    def instantiate_classes(self) -> None:
-        self.datamodule = self.parser.instantiate_classes(self.config).get("data")
-
-
-def data_command(args: list[str]) -> None:
-    """``data make --config ... [--overwrite]``: build (or rebuild) the config's offline dataset;
-    ``data info DIR``: what a dataset holds; ``data export DIR --format minari`` and ``data import
-    NAMESPACE/NAME DIR``: to Minari and back."""
-    usage = (
-        "usage: python -m smac_lightning data make --config CONFIG [--config OVERLAY ...] [--overwrite]\n"
-        "       python -m smac_lightning data info DATASET_DIR\n"
-        "       python -m smac_lightning data export DATASET_DIR --format minari [--namespace NAMESPACE]\n"
-        "       python -m smac_lightning data import NAMESPACE/NAME DATASET_DIR\n"
-        "(Minari datasets live in MINARI_DATASETS_PATH, default ~/.minari/datasets; export writes\n"
-        " NAMESPACE/<folder name>/{train-rl,train-encoder,test-encoder}-v0, namespace smac_lightning)"
-    )
-    if not args or "-h" in args or "--help" in args:
-        print(usage)
-        raise SystemExit(0 if args else 2)
-    if args[0] == "info" and len(args) == 2:
-        print(summarize(load_dataset(args[1])))
-        return
-    if args[0] == "export" and len(args) >= 2:
-        options = dict(zip(args[2::2], args[3::2]))
-        if options.get("--format") != "minari" or set(options) - {"--format", "--namespace"}:
-            raise ConfigError(f"data export takes --format minari [--namespace NAMESPACE], got {args[2:]}\n{usage}")
-        source = Path(args[1])
-        ids = export_minari(load_dataset(source), source.resolve().name, options.get("--namespace", "smac_lightning"))
-        print("exported to Minari: " + ", ".join(ids))
-        return
-    if args[0] == "import" and len(args) == 3:
-        namespace, _, name = args[1].rpartition("/")
-        if not namespace:
-            raise ConfigError(f"data import takes NAMESPACE/NAME (as export printed it, without the buffer part), got {args[1]!r}")
-        imported = import_minari(namespace, name, Path(args[2]))
-        print(f"imported {args[1]} into {args[2]}: {imported.manifest['sizes']} transitions per task")
-        return
-    if args[0] != "make":
-        print(f"unknown data command {args[0]!r}\n{usage}", file=sys.stderr)
-        raise SystemExit(2)
-    with warnings.catch_warnings():  # LightningCLI warns when given args besides sys.argv: here they are its share of them
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        made = cli([a for a in args[1:] if a != "--overwrite"], run=False, cls=_DatasetCLI, save_config_callback=None)
-    dm = made.datamodule
-    if not isinstance(dm, OfflineMetaDataModule):
-        raise ConfigError(f"data make: the config's data module is {type(dm).__name__}: an online learner makes no dataset")
-    if "--overwrite" in args and dm.dataset_dir.exists():
-        shutil.rmtree(dm.dataset_dir)
-    dm.prepare_data()
-    manifest = load_dataset(dm.dataset_dir, dm.family.config()).manifest
-    print(
-        f"dataset ready at {dm.dataset_dir}: {manifest['family']['name']}, "
-        f"{len(manifest['tasks']['train'])} train / {len(manifest['tasks']['test'])} test tasks, "
-        f"{manifest['sizes']['rl']} RL + {manifest['sizes']['encoder']} encoder transitions per task"
-    )
-    if "success_rate" in manifest:
-        print(f"scripted trajectories achieving the rewarded behaviour: {manifest['success_rate']}")
-    previews = dm.dataset_dir / "previews"
-    if previews.is_dir():
-        _log_previews(made.config, dm.dataset_dir, previews, manifest['family'])
-
-
-def _log_previews(config, dataset_dir: Path, previews: Path, family: dict) -> None:
-    """Log a dataset's scene pictures to an MLflow run of the config's tracking store."""
-    import mlflow
-
-    logger = config.get("trainer", {}).get("logger")
-    init_args = getattr(logger, "init_args", None) or {}
-    uri = init_args.get("tracking_uri") or DEFAULT_TRACKING_URI
-    experiment = init_args.get("experiment_name") or "smac_lightning"
-    check_reachable(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=f"data {dataset_dir.name}") as run:
-        mlflow.log_params({"dataset_dir": str(dataset_dir), "family": json.dumps(family)})
-        mlflow.log_artifacts(str(previews), artifact_path="previews")
-    print(f"scene previews: {previews} (MLflow run {run.info.run_id} in {uri})")
-
-
-OTHER_COMMANDS = (
-    "more commands: python -m smac_lightning data {make,info} --help (make or inspect a dataset); "
-    "python -m smac_lightning compare --help (SMAC against its baselines over seeds)"
-)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] in (["-h"], ["--help"]):
-        print(OTHER_COMMANDS)
-    try:
-        if args[:1] == ["data"]:
-            data_command(args[1:])
-        elif args[:1] == ["compare"]:
-            from smac_lightning.compare import USAGE, run
-
-            if args[1:2] in (["-h"], ["--help"]):
-                print(USAGE)
-                return
-            run(args[1:])
-        else:
-            cli(argv)  # None: LightningCLI reads sys.argv itself
-    except SmacError as err:
-        hint = f"\n{OTHER_COMMANDS}" if "invalid choice" in str(err) else ""
-        print(f"smac_lightning: error: {err}{hint}", file=sys.stderr)
-        raise SystemExit(2) from None

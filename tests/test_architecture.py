@@ -13,6 +13,7 @@ LAYERS = [
     {"algos"},
     {"callbacks", "compare", "report"},
     {"cli"},
+    {"data_commands"},
     {"__main__", "__init__"},
 ]
 RANK = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}

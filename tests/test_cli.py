@@ -160,7 +160,7 @@ def test_a_checkpoint_loads_without_a_trainer(smoke_run):
 
 def _main(capsys, *args):
     """``python -m smac_lightning ARGS`` in this process (a subprocess costs seconds of imports): exit code, out, err."""
-    from smac_lightning.cli import main
+    from smac_lightning.__main__ import main
 
     code = 0
     try:
