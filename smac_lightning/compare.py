@@ -8,7 +8,10 @@ Per seed, on one dataset and one meta-test protocol, it trains:
 - ``meta_bc``: meta behaviour cloning (actor loss -log pi(a | s, z)), offline, as many updates;
 - ``no_online_data`` (an ablation, not in the default set): SMAC's self-supervised phase without
   its data (``model.self_supervised.collect false``): what the phase's losses give on the offline
-  rows alone, so that SMAC's gain over it is the self-supervised data's.
+  rows alone, so that SMAC's gain over it is the self-supervised data's;
+- ``actor_ablation`` and ``sac_ablation`` (not in the default set): the paper's ablations, eq. (2)
+  replaced by PEARL's actor loss (-Q at the policy's action, a tuned entropy term) in both phases,
+  the critic's target kept (actor) or made soft (SAC).
 
 ``--fork DIR`` runs the self-supervised methods (``oracle``, ``no_online_data``) from the switch
 checkpoints of an earlier comparison's SMAC runs instead (kept with ``--checkpoint.save_top_k -1``):
@@ -45,7 +48,7 @@ from smac_lightning.plots import comparison
 from smac_lightning.tracking import DEFAULT_TRACKING_URI
 
 PAPER_METHODS = ("smac", "oracle", "offline", "meta_bc")  # the default: the paper's comparison
-METHODS = (*PAPER_METHODS, "no_online_data")
+METHODS = (*PAPER_METHODS, "no_online_data", "actor_ablation", "sac_ablation")
 LAST_EVALUATIONS = 3  # the end of a run is the mean of its last evaluations (one scatters by about +-1.5)
 FORKABLE = ("oracle", "no_online_data")  # what differs from SMAC only after the switch
 PLAN_FILE = "compare.json"  # in the output folder: what ``--fork`` needs of a comparison
@@ -170,6 +173,8 @@ def method_args(plan: Plan, method: str) -> list[str]:
         "oracle": ["--model.self_supervised.rewards", "true"],
         "offline": all_offline,
         "meta_bc": [*all_offline, "--model.actor.loss", "bc"],
+        "actor_ablation": ["--model.actor.loss", "reparam", "--model.actor.alpha", "tuned", "--model.actor.soft_target", "false"],
+        "sac_ablation": ["--model.actor.loss", "reparam", "--model.actor.alpha", "tuned"],
         "no_online_data": ["--model.self_supervised.collect", "false"],
     }[method]
 

@@ -39,6 +39,8 @@ def test_offline_baselines_get_the_whole_budget_offline():
     assert method_args(plan, "meta_bc")[-2:] == ["--model.actor.loss", "bc"]
     assert method_args(plan, "oracle") == ["--model.self_supervised.rewards", "true"]
     assert method_args(plan, "no_online_data") == ["--model.self_supervised.collect", "false"]
+    assert method_args(plan, "actor_ablation") == ["--model.actor.loss", "reparam", "--model.actor.alpha", "tuned", "--model.actor.soft_target", "false"]
+    assert method_args(plan, "sac_ablation") == ["--model.actor.loss", "reparam", "--model.actor.alpha", "tuned"]
     assert parse(list(SMOKE_ARGS)).methods == ["smac", "oracle", "offline", "meta_bc"]  # the paper's four by default
 
 

@@ -468,6 +468,37 @@ def test_bootstrapped_returns_sum_each_episode_and_take_the_critic_at_a_time_lim
     torch.testing.assert_close(got, torch.tensor(expected))
 
 
+def test_the_ablations_actor_is_minus_q_at_its_own_action_in_both_phases(tmp_path):
+    """``actor.loss: reparam``: no eq. (2) term (the data's actions do not enter the actor's loss), the
+    actor's loss is the PEARL term already offline, and it never moves the critic."""
+    made = smoke_cli(tmp_path, "--model.actor.loss", "reparam")
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+    torch.manual_seed(0)
+    losses = module.compute_losses(batch["context"], batch["rl"])
+    assert losses["actor_loss"] is losses["pearl_loss"] and module.phase == Phase.OFFLINE
+    moved = batch["rl"].clone()
+    moved["action"] = -moved["action"]
+    torch.manual_seed(0)
+    actor_loss = module.compute_losses(batch["context"], moved)["actor_loss"]
+    assert actor_loss == losses["actor_loss"]
+    critic = list(module.critic.parameters())
+    assert all(g is None for g in torch.autograd.grad(actor_loss, critic, allow_unused=True, retain_graph=True))
+    assert all(g is not None for g in torch.autograd.grad(actor_loss, list(module.policy.mean.parameters())))
+
+
+def test_the_actor_ablation_keeps_the_critics_target_hard(tmp_path):
+    made = smoke_cli(tmp_path)
+    module, batch = made.model, made.datamodule.sample_meta_batch()
+
+    def critic_loss(alpha, soft_target):
+        module.actor.alpha, module.actor.soft_target = alpha, soft_target
+        torch.manual_seed(0)
+        return module.compute_losses(batch["context"], batch["rl"])["critic_loss"]
+
+    hard = critic_loss(0.0, True)
+    assert critic_loss(5.0, False) == hard and critic_loss(5.0, True) != hard
+
+
 def test_alpha_adds_entropy_to_actor_and_target_and_a_tuned_one_learns(tmp_path):
     with pytest.raises(ConfigError, match="model.actor.alpha"):
         SMAC(obs_dim=2, act_dim=2, actor={"alpha": -1.0})

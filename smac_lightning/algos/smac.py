@@ -191,10 +191,11 @@ class SMAC(MetaLearner):
         """The policy's own action, its log-probability and min Q there, where a loss needs them (the
         PEARL term, the critic's V, an entropy term); else None. The critic runs on detached weights,
         so the PEARL term's gradient reaches the policy only and one backward of the sum is exact."""
-        if not (self.adds_pearl_term or self.actor.advantage == "critic" or self.actor.entropic):
+        through_q = self.adds_pearl_term or self.actor.loss == "reparam"
+        if not (through_q or self.actor.advantage == "critic" or self.actor.entropic):
             return None
         action, log_prob = dist.rsample()
-        with torch.set_grad_enabled(self.adds_pearl_term):
+        with torch.set_grad_enabled(through_q):
             return action, log_prob, self.min_q_through_frozen_critic(obs, action, z_rows)
 
     def critic_losses(self, rl: TensorDict, z_rows: torch.Tensor, z_next_rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -206,7 +207,7 @@ class SMAC(MetaLearner):
         with torch.no_grad():
             next_action, next_log_prob = self.policy(rl["next", "observation"], z_next_rows).rsample()
             next_v = self.target_critic(rl["next", "observation"], next_action, z_rows).min(0).values
-            if self.actor.entropic:
+            if self.actor.entropic and self.actor.soft_target:
                 target = soft_td_target(rl["reward"], rl["terminated"], next_v, next_log_prob, self.alpha, hp.gamma, hp.reward_scale)
             else:
                 target = td_target(rl["reward"], rl["terminated"], next_v, hp.gamma, hp.reward_scale)
@@ -223,12 +224,16 @@ class SMAC(MetaLearner):
         return awac_weights(q, v, actor.beta, actor.clip_score, actor.whiten, imitated)
 
     def actor_losses(self, dist, action: torch.Tensor, weights: torch.Tensor, own) -> dict[str, torch.Tensor]:
-        """Eq. (2) (or cloning), plus the PEARL term in the self-supervised phase and SAC's entropy term."""
+        """Eq. (2) (or cloning, or -Q alone), plus the PEARL term in the self-supervised phase and SAC's entropy term."""
         actor = self.actor
-        log_prob_data = dist.log_prob(action)
-        loss = behaviour_cloning_loss(log_prob_data) if actor.loss == "bc" else awac_actor_loss(log_prob_data, weights)
         losses = {"awac_ess": effective_sample_fraction(weights).detach()}
-        if self.adds_pearl_term:
+        if actor.loss == "reparam":  # the ablations: PEARL's term is the whole loss, in both phases
+            losses["pearl_loss"] = loss = pearl_actor_loss(own[2], own[1])
+        elif actor.loss == "bc":
+            loss = behaviour_cloning_loss(dist.log_prob(action))
+        else:
+            loss = awac_actor_loss(dist.log_prob(action), weights)
+        if self.adds_pearl_term and actor.loss != "reparam":
             losses["pearl_loss"] = pearl_actor_loss(own[2], own[1])
             loss = loss + actor.lambda_pearl * losses["pearl_loss"]
         if actor.entropic:
