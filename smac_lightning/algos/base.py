@@ -10,6 +10,7 @@ import torch
 
 from smac_lightning.algos.evaluation import MetaEvaluation
 from smac_lightning.errors import ConfigError, TrainingDiverged
+from smac_lightning.rollout import MetaTestProtocol
 
 
 def config_of(cls, value):
@@ -37,8 +38,42 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
 
     checkpoint_key = "counters"
 
-    def __init__(self):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        latent_dim: int = 5,
+        encoder_hidden: tuple[int, ...] = (200, 200, 200),
+        policy_hidden: tuple[int, ...] = (300, 300, 300),
+        critic_hidden: tuple[int, ...] = (300, 300, 300),
+        lr: float = 3e-4,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        reward_scale: float = 5.0,
+        kl_weight: float = 0.1,
+        evaluation: MetaTestProtocol = MetaTestProtocol(),
+        compile_losses: bool | None = None,
+    ):
+        """The options SMAC and PEARL share (each subclass saves them with its own).
+
+        Args:
+            obs_dim: observation size (linked from the data module).
+            act_dim: action size (linked from the data module).
+            latent_dim: size of the task variable z.
+            encoder_hidden: hidden widths of the context encoder.
+            policy_hidden: hidden widths of the policy.
+            critic_hidden: hidden widths of each Q-network.
+            lr: Adam learning rate of every optimizer.
+            gamma: discount.
+            tau: soft target update rate.
+            reward_scale: multiplies rewards in the Bellman target.
+            kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) in the encoder's loss.
+            evaluation: the meta-test protocol.
+            compile_losses: ``torch.compile`` the loss graph; None: on a GPU only (CUDA graphs), eager on a CPU.
+        """
         super().__init__()
+        self.save_hyperparameters()  # Lightning gathers the subclass's __init__ arguments with these
+        self.evaluation = config_of(MetaTestProtocol, evaluation)  # LightningCLI may hand it over as a dict
         self.automatic_optimization = False
         self.updates = 0  # gradient updates done; Lightning's global_step counts optimizer steps instead
         self.evaluations: list[dict] = []  # this process's meta-test results, for the end-of-run report

@@ -22,7 +22,7 @@ from smac_lightning.data.export import DatasetExport, export_dataset
 from smac_lightning.errors import ConfigError
 from smac_lightning.losses import critic_loss, kl_to_standard_normal, pearl_actor_loss, soft_td_target, temperature_loss
 from smac_lightning.nn import ContextEncoder, CriticEnsemble, TanhGaussianPolicy, rows, sample
-from smac_lightning.rollout import LockstepEnvs, MetaTestProtocol, PEARLCollection, pearl_iteration
+from smac_lightning.rollout import LockstepEnvs, PEARLCollection, pearl_iteration
 
 
 class PEARL(MetaLearner):
@@ -30,63 +30,38 @@ class PEARL(MetaLearner):
 
     def __init__(
         self,
-        obs_dim: int,
-        act_dim: int,
-        latent_dim: int = 5,
-        encoder_hidden: tuple[int, ...] = (200, 200, 200),
-        policy_hidden: tuple[int, ...] = (300, 300, 300),
-        critic_hidden: tuple[int, ...] = (300, 300, 300),
-        lr: float = 3e-4,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        reward_scale: float = 5.0,
-        kl_weight: float = 0.1,
         target_entropy: float | None = None,
         initial_alpha: float = 1.0,
         iterations: int = 500,
         updates_per_iteration: int = 2000,
         collection: PEARLCollection = PEARLCollection(),
-        evaluation: MetaTestProtocol = MetaTestProtocol(),
         export: DatasetExport | None = None,
-        compile_losses: bool | None = None,
+        **shared,
     ):
         """
         Args:
-            obs_dim: observation size (linked from the data module).
-            act_dim: action size (linked from the data module).
-            latent_dim: size of the task variable z.
-            encoder_hidden: hidden widths of the context encoder.
-            policy_hidden: hidden widths of the policy.
-            critic_hidden: hidden widths of each Q-network.
-            lr: Adam learning rate of every optimizer.
-            gamma: discount.
-            tau: soft target update rate.
-            reward_scale: multiplies rewards in the Bellman target.
-            kl_weight: weight of KL(q(z|h) || p(z)) in the encoder loss.
             target_entropy: SAC's entropy target; None: -act_dim.
             initial_alpha: the entropy temperature at the start.
             iterations: collect-then-train iterations.
             updates_per_iteration: gradient updates after each iteration's collection.
             collection: what each iteration collects.
-            evaluation: the meta-test protocol.
             export: write the replays as an offline dataset at a given iteration (SMAC's data).
-            compile_losses: run the loss graph (forward and backward) through ``torch.compile``; None: on a
-                GPU only, captured as CUDA graphs (``reduce-overhead``), eager on a CPU (first update ~30 s slower).
+            shared: the options every learner has (``MetaLearner``: sizes, learning rate, discount, meta-test).
         """
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(**shared)  # saves every option, this class's too, as hparams
+        hp = self.hparams
+        obs_dim, act_dim, latent_dim = hp.obs_dim, hp.act_dim, hp.latent_dim
         if iterations < 1 or updates_per_iteration < 1:
             raise ConfigError(f"model.iterations and model.updates_per_iteration must be >= 1, got {iterations} and {updates_per_iteration}")
         if initial_alpha <= 0:
             raise ConfigError(f"model.initial_alpha must be > 0 (it is learned in log space), got {initial_alpha}")
-        self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, encoder_hidden)
-        self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden)
-        self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
+        self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, hp.encoder_hidden)
+        self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, hp.policy_hidden)
+        self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, hp.critic_hidden)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.nn.Parameter(torch.tensor(math.log(initial_alpha)))
         self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
         self.collection = config_of(PEARLCollection, collection)
-        self.evaluation = config_of(MetaTestProtocol, evaluation)
         self.export = config_of(DatasetExport, export)
         if self.export is not None and self.export.iteration > iterations:
             raise ConfigError(f"model.export.iteration={self.export.iteration} is beyond model.iterations={iterations}")

@@ -33,7 +33,6 @@ from smac_lightning.losses import (
 from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy, rows, sample
 from smac_lightning.rollout import (
     LockstepEnvs,
-    MetaTestProtocol,
     SelfSupervisedConfig,
     collection_envs,
     self_supervised_iteration,
@@ -55,59 +54,35 @@ class SMAC(MetaLearner):
 
     def __init__(
         self,
-        obs_dim: int,
-        act_dim: int,
-        latent_dim: int = 5,
-        encoder_hidden: tuple[int, ...] = (200, 200, 200),
         decoder_hidden: tuple[int, ...] = (64, 64),
-        policy_hidden: tuple[int, ...] = (300, 300, 300),
-        critic_hidden: tuple[int, ...] = (300, 300, 300),
-        lr: float = 3e-4,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        reward_scale: float = 5.0,
-        kl_weight: float = 0.1,
         decoder_rows: Literal["rl", "context"] = "rl",
         actor: ActorConfig = ActorConfig(),
         true_task_as_z: bool = False,
         offline_updates: int = 50_000,
         self_supervised: SelfSupervisedConfig = SelfSupervisedConfig(),
-        evaluation: MetaTestProtocol = MetaTestProtocol(),
-        compile_losses: bool | None = None,
         updates_per_batch: int = 1,
+        **shared,
     ):
         """
         Args:
-            obs_dim: observation size (linked from the data module).
-            act_dim: action size (linked from the data module).
-            latent_dim: size of the task variable z.
-            encoder_hidden: hidden widths of the context encoder.
             decoder_hidden: hidden widths of the reward decoder.
-            policy_hidden: hidden widths of the policy.
-            critic_hidden: hidden widths of each Q-network.
-            lr: Adam learning rate of all three optimizers.
-            gamma: discount.
-            tau: soft target update rate.
-            reward_scale: multiplies rewards in the Bellman target.
-            kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) against the reward error (over rows) in eq. (3).
             decoder_rows: the rows eq. (3)'s decoder reconstructs: ``rl``, the RL rows (the authors); ``context``, the context's own (the paper).
             actor: the actor's objective: eq. (2), its variants and the PEARL term.
             true_task_as_z: diagnostic upper bound: the task's description in z's place; ``latent_dim`` its size.
             offline_updates: gradient updates of the offline phase.
             self_supervised: the self-supervised phase (its budget is ``iterations`` x ``updates_per_iteration``).
-            evaluation: the meta-test protocol.
-            compile_losses: ``torch.compile`` the loss graph; None: on a GPU only (CUDA graphs), eager on a CPU.
             updates_per_batch: updates per Lightning batch (K meta-batches stacked); budgets and intervals must be multiples of K.
+            shared: the options every learner has (``MetaLearner``: sizes, learning rate, discount, meta-test).
         """
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(**shared)  # saves every option, this class's too, as hparams
+        hp = self.hparams
+        obs_dim, act_dim, latent_dim = hp.obs_dim, hp.act_dim, hp.latent_dim
         self.actor = config_of(ActorConfig, actor)  # LightningCLI may hand nested configs over as plain dicts
         self.self_supervised = config_of(SelfSupervisedConfig, self_supervised)
-        self.evaluation = config_of(MetaTestProtocol, evaluation)
-        self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, encoder_hidden)
+        self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, hp.encoder_hidden)
         self.decoder = RewardDecoder(obs_dim, act_dim, latent_dim, decoder_hidden)
-        self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, policy_hidden, self.actor.action_clamp)
-        self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, critic_hidden)
+        self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, hp.policy_hidden, self.actor.action_clamp)
+        self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, hp.critic_hidden)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.nn.Parameter(torch.zeros(())) if self.actor.alpha == "tuned" else None
         self.target_entropy = -float(act_dim)
