@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 from enum import IntEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from tensordict import TensorDict
@@ -42,6 +42,14 @@ from smac_lightning.rollout import (
 # A row is a success from half a unit below the family's success reward: Sawyer's rewards are -1 or 0,
 # the decoder's labels of online rows anything near them.
 SUCCESS_MARGIN = 0.5
+
+
+class OwnAction(NamedTuple):
+    """The policy's own action at the meta-batch's states, its log-probability and min Q there."""
+
+    action: torch.Tensor
+    log_prob: torch.Tensor
+    q: torch.Tensor
 
 
 class Phase(IntEnum):
@@ -140,7 +148,7 @@ class SMAC(MetaLearner):
         dist = self.policy(obs, z_rows)
         own = self.policy_action(dist, obs, z_rows)
         q_data, critic_losses = self.critic_losses(rl, z_rows, z_next_rows)
-        v = own[2].detach() if self.actor.advantage == "critic" else None  # V(s) = min Q at a policy action
+        v = own.q.detach() if self.actor.advantage == "critic" else None  # V(s) = min Q at a policy action
         weights = self.row_weights(rl, q_data.min(0).values.detach(), v)
         return {**losses, **critic_losses, **self.actor_losses(dist, rl["action"], weights, own), "q_mean": q_data.mean().detach()}
 
@@ -162,7 +170,7 @@ class SMAC(MetaLearner):
             losses["encoder_loss"] = losses["reward_loss"] + self.hparams.kl_weight * losses["kl"]
         return losses, z.detach(), sample(mean, var).detach()  # neither critic nor actor trains the encoder
 
-    def policy_action(self, dist, obs: torch.Tensor, z_rows: torch.Tensor):
+    def policy_action(self, dist, obs: torch.Tensor, z_rows: torch.Tensor) -> OwnAction | None:
         """The policy's own action, its log-probability and min Q there, where a loss needs them (the
         PEARL term, the critic's V, an entropy term); else None. The critic runs on detached weights,
         so the PEARL term's gradient reaches the policy only and one backward of the sum is exact."""
@@ -171,7 +179,7 @@ class SMAC(MetaLearner):
             return None
         action, log_prob = dist.rsample()
         with torch.set_grad_enabled(through_q):
-            return action, log_prob, self.min_q_through_frozen_critic(obs, action, z_rows)
+            return OwnAction(action, log_prob, self.min_q_through_frozen_critic(obs, action, z_rows))
 
     def critic_losses(self, rl: TensorDict, z_rows: torch.Tensor, z_next_rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Both critics' TD error in one batched forward. a' comes from the second draw of z; the target
@@ -198,23 +206,23 @@ class SMAC(MetaLearner):
             return per_task_weights(score - score.mean(1, keepdim=True), actor.beta, imitated)
         return awac_weights(q, v, actor.beta, actor.clip_score, actor.whiten, imitated)
 
-    def actor_losses(self, dist, action: torch.Tensor, weights: torch.Tensor, own) -> dict[str, torch.Tensor]:
+    def actor_losses(self, dist, action: torch.Tensor, weights: torch.Tensor, own: OwnAction | None) -> dict[str, torch.Tensor]:
         """Eq. (2) (or cloning, or -Q alone), plus the PEARL term in the self-supervised phase and SAC's entropy term."""
         actor = self.actor
         losses = {"awac_ess": effective_sample_fraction(weights).detach()}
         if actor.loss == "reparam":  # the ablations: PEARL's term is the whole loss, in both phases
-            losses["pearl_loss"] = loss = pearl_actor_loss(own[2], own[1])
+            losses["pearl_loss"] = loss = pearl_actor_loss(own.q, own.log_prob)
         elif actor.loss == "bc":
             loss = behaviour_cloning_loss(dist.log_prob(action))
         else:
             loss = awac_actor_loss(dist.log_prob(action), weights)
         if self.adds_pearl_term and actor.loss != "reparam":
-            losses["pearl_loss"] = pearl_actor_loss(own[2], own[1])
+            losses["pearl_loss"] = pearl_actor_loss(own.q, own.log_prob)
             loss = loss + actor.lambda_pearl * losses["pearl_loss"]
         if actor.entropic:
-            loss = loss + self.alpha * own[1].mean()
+            loss = loss + self.alpha * own.log_prob.mean()
         if self.log_alpha is not None:
-            losses["alpha_loss"] = temperature_loss(self.log_alpha, own[1], self.target_entropy)
+            losses["alpha_loss"] = temperature_loss(self.log_alpha, own.log_prob, self.target_entropy)
             losses["alpha"] = self.alpha
         return {"actor_loss": loss, **losses}
 
