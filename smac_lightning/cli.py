@@ -290,7 +290,7 @@ def explain(err: ArgumentError) -> str:
     if typo and section and section.group(1) == "model" and moved_option(typo.group(2)):
         return moved_option(typo.group(2))
     if typo and section:
-        known = list(inspect.signature(_import(typo.group(1))).parameters)
+        known = _options_of(_import(typo.group(1)))
         return _did_you_mean(f"--{section.group(1)}.{typo.group(2)}", typo.group(2), known, f"--{section.group(1)}.")
     value = re.search(r'Parser key "(\w+)":.*?Parser key "(\w+)":\s*(Expected [^\n]+)', text, re.S)
     if value:  # an option's value of the wrong type or outside its choices
@@ -304,6 +304,19 @@ def explain(err: ArgumentError) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     detail = [line.removeprefix("- ") for line in lines if line.startswith("- ") and "NoneType" not in line]
     return " ".join(lines[:1] + detail[:2])
+
+
+def _options_of(cls) -> list[str]:
+    """A class's options, its bases' too where its ``__init__`` passes ``**kwargs`` on to them."""
+    names = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def _did_you_mean(option: str, key: str, known: list[str], prefix: str) -> str:
