@@ -23,7 +23,7 @@ from smac_lightning.callbacks.learning_diagnostics import nearest_neighbour_r2
 from smac_lightning.checkpoints import upgrade_hparams
 from smac_lightning.cli import cli
 from smac_lightning.rollout import MetaTestProtocol
-from smac_lightning.rollout.adaptation import MetaTester, draw_training_z, training_posteriors
+from smac_lightning.rollout.adaptation import MetaTester, exploration_draws, training_posteriors
 
 
 def main() -> None:
@@ -49,10 +49,9 @@ def main() -> None:
         exploration_steps = protocol.num_exploration * dm.family.horizon
         offline = dm.encoder.sample(tasks, exploration_steps, generator)
         with torch.no_grad():
-            exploring = None  # p(z), or as the run explored: training tasks' posteriors
-            if protocol.exploration_z == "training":
-                bank = training_posteriors(model.encoder, dm, protocol.offline_context_size, generator)
-                exploring = [draw_training_z(bank, len(tasks), generator) for _ in range(protocol.num_exploration)]
+            # p(z), or as the run explored: training tasks' posteriors
+            bank = training_posteriors(model.encoder, dm, protocol.offline_context_size, generator) if protocol.exploration_z == "training" else None
+            exploring = exploration_draws(bank, len(tasks), protocol.num_exploration, generator)
             metrics = tester.run(model.encoder, model.policy, dm.train_tasks[tasks].numpy(), offline, seed=0,
                                  decoder=model.decoder, exploring=exploring)
             explored = tester.episodes["exploration"]

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from smac_lightning.rollout import MetaTester, draw_rows, draw_training_z, training_posteriors
+from smac_lightning.rollout import MetaTester, draw_rows, exploration_draws, training_posteriors
 
 DIAGNOSTICS = (
     "kl_offline_paper", "kl_online_paper", "kl_offline_matched", "kl_online_matched",
@@ -54,7 +54,7 @@ class MetaEvaluation:
             result = {}
             if count:
                 lanes = count * self.evaluation.runs_per_task
-                exploring = None if bank is None else [draw_training_z(bank, lanes, generator) for _ in range(self.evaluation.num_exploration)]
+                exploring = exploration_draws(bank, lanes, self.evaluation.num_exploration, generator)
                 result = self._tester.run(
                     self.encoder, self.policy, tasks[shard].numpy(), None if context is None else context[shard], seed, decoder,
                     offline_context_paper=None if paper is None else paper[shard], true_task_as_z=true_task, exploring=exploring,

@@ -142,15 +142,16 @@ class SMAC(MetaLearner):
     def compute_losses(self, context: TensorDict, rl: TensorDict, task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """All of SMAC's losses for one meta-batch (``context`` ``[T, C]``, ``rl`` ``[T, B]``;
         ``task``, ``[T, task_dim]``, only with ``true_task_as_z``)."""
+        alpha = self.alpha  # once per update: exp of a tuned log-alpha
         losses, z, z_next = self.encoder_losses(context, rl, task)
         obs, batch = rl["observation"], rl.batch_size[1]
         z_rows, z_next_rows = rows(z, batch), rows(z_next, batch)
         dist = self.policy(obs, z_rows)
         own = self.policy_action(dist, obs, z_rows)
-        q_data, critic_losses = self.critic_losses(rl, z_rows, z_next_rows)
+        q_data, critic_losses = self.critic_losses(rl, z_rows, z_next_rows, alpha)
         v = own.q.detach() if self.actor.advantage == "critic" else None  # V(s) = min Q at a policy action
         weights = self.row_weights(rl, q_data.min(0).values.detach(), v)
-        return {**losses, **critic_losses, **self.actor_losses(dist, rl["action"], weights, own), "q_mean": q_data.mean().detach()}
+        return {**losses, **critic_losses, **self.actor_losses(dist, rl["action"], weights, own, alpha), "q_mean": q_data.mean().detach()}
 
     def encoder_losses(self, context: TensorDict, rl: TensorDict, task: torch.Tensor | None):
         """Eq. (3) where the phase trains the encoder, and two draws of z from the posterior of
@@ -181,7 +182,7 @@ class SMAC(MetaLearner):
         with torch.set_grad_enabled(through_q):
             return OwnAction(action, log_prob, self.min_q_through_frozen_critic(obs, action, z_rows))
 
-    def critic_losses(self, rl: TensorDict, z_rows: torch.Tensor, z_next_rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def critic_losses(self, rl: TensorDict, z_rows: torch.Tensor, z_next_rows: torch.Tensor, alpha) -> tuple[torch.Tensor, dict]:
         """Both critics' TD error in one batched forward. a' comes from the second draw of z; the target
         critic values it at the regressed Q's own z, as the authors' code: a z drawn apart would move the
         target with the posterior's spread (on Cheetah 15x the Bellman error of the true task's)."""
@@ -191,7 +192,7 @@ class SMAC(MetaLearner):
             next_action, next_log_prob = self.policy(rl["next", "observation"], z_next_rows).rsample()
             next_v = self.target_critic(rl["next", "observation"], next_action, z_rows).min(0).values
             if self.actor.entropic and self.actor.soft_target:
-                target = soft_td_target(rl["reward"], rl["terminated"], next_v, next_log_prob, self.alpha, hp.gamma, hp.reward_scale)
+                target = soft_td_target(rl["reward"], rl["terminated"], next_v, next_log_prob, alpha, hp.gamma, hp.reward_scale)
             else:
                 target = td_target(rl["reward"], rl["terminated"], next_v, hp.gamma, hp.reward_scale)
         return q_data, {"critic_loss": critic_loss(q_data, target)}
@@ -206,7 +207,7 @@ class SMAC(MetaLearner):
             return per_task_weights(score - score.mean(1, keepdim=True), actor.beta, imitated)
         return awac_weights(q, v, actor.beta, actor.clip_score, actor.whiten, imitated)
 
-    def actor_losses(self, dist, action: torch.Tensor, weights: torch.Tensor, own: OwnAction | None) -> dict[str, torch.Tensor]:
+    def actor_losses(self, dist, action: torch.Tensor, weights: torch.Tensor, own: OwnAction | None, alpha) -> dict[str, torch.Tensor]:
         """Eq. (2) (or cloning, or -Q alone), plus the PEARL term in the self-supervised phase and SAC's entropy term."""
         actor = self.actor
         losses = {"awac_ess": effective_sample_fraction(weights).detach()}
@@ -220,10 +221,10 @@ class SMAC(MetaLearner):
             losses["pearl_loss"] = pearl_actor_loss(own.q, own.log_prob)
             loss = loss + actor.lambda_pearl * losses["pearl_loss"]
         if actor.entropic:
-            loss = loss + self.alpha * own.log_prob.mean()
+            loss = loss + alpha * own.log_prob.mean()
         if self.log_alpha is not None:
             losses["alpha_loss"] = temperature_loss(self.log_alpha, own.log_prob, self.target_entropy)
-            losses["alpha"] = self.alpha
+            losses["alpha"] = alpha
         return {"actor_loss": loss, **losses}
 
     @property

@@ -5,7 +5,7 @@ Above ``envs``, ``nn`` and ``losses``; below ``data`` (whose scripted generation
 ``algos`` (which decide when an iteration runs). Replays and datamodules come in as arguments.
 """
 
-from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol, draw_training_z, reward_error, training_posteriors
+from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol, draw_training_z, exploration_draws, reward_error, training_posteriors
 from smac_lightning.rollout.contexts import draw_rows
 from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps, episode_returns, run_episodes, to_transitions
 from smac_lightning.rollout.latent_policy import LatentPolicy

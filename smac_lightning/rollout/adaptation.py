@@ -77,6 +77,13 @@ def draw_training_z(bank: tuple[torch.Tensor, torch.Tensor], n: int, generator: 
     return bank[0][picks], bank[1][picks]
 
 
+def exploration_draws(bank: tuple[torch.Tensor, torch.Tensor] | None, lanes: int, trajectories: int,
+                      generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """``MetaTester.run``'s ``exploring``: per exploration trajectory, each lane a random training task's
+    posterior from ``bank``; None (p(z)) without a bank."""
+    return None if bank is None else [draw_training_z(bank, lanes, generator) for _ in range(trajectories)]
+
+
 def reward_error(decoder, history: TensorDict, z: torch.Tensor) -> float:
     """Mean squared error of the decoder's rewards for ``history`` ``[n, k]`` given one z per row."""
     z_rows = rows(z, history.batch_size[1])
