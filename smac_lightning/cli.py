@@ -38,6 +38,7 @@ from smac_lightning.algos import PEARL, SMAC
 from smac_lightning.algos.base import MetaLearner
 from smac_lightning.callbacks import EvaluationLines, LogConfigToMLflow, UpdatesBar
 from smac_lightning.checkpoints import AtomicCheckpointIO, moved_option, upgrade_hparams
+from smac_lightning.options_help import compact_help, options_of
 from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMetaDataModule
 from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.plots import KLS, RETURNS, SUCCESS, run_curves, trajectories
@@ -290,7 +291,7 @@ def explain(err: ArgumentError) -> str:
     if typo and section and section.group(1) == "model" and moved_option(typo.group(2)):
         return moved_option(typo.group(2))
     if typo and section:
-        known = _options_of(_import(typo.group(1)))
+        known = [p.name for p in options_of(_import(typo.group(1)))]
         return _did_you_mean(f"--{section.group(1)}.{typo.group(2)}", typo.group(2), known, f"--{section.group(1)}.")
     value = re.search(r'Parser key "(\w+)":.*?Parser key "(\w+)":\s*(Expected [^\n]+)', text, re.S)
     if value:  # an option's value of the wrong type or outside its choices
@@ -306,17 +307,14 @@ def explain(err: ArgumentError) -> str:
     return " ".join(lines[:1] + detail[:2])
 
 
-def _options_of(cls) -> list[str]:
-    """A class's options, its bases' too where its ``__init__`` passes ``**kwargs`` on to them."""
-    names = []
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names
+def _model_help(args: list[str]):
+    """The learner class ``--model.help NAME`` asks for (``SMAC``, ``PEARL`` or a class path), else None."""
+    for i, arg in enumerate(args):
+        name = arg.partition("=")[2] if arg.startswith("--model.help=") else args[i + 1] if arg == "--model.help" and i + 1 < len(args) else None
+        if name is not None:
+            learners = {"SMAC": SMAC, "PEARL": PEARL}
+            return learners.get(name.rpartition(".")[2]) if name.rpartition(".")[2] in learners else None
+    return None
 
 
 def _did_you_mean(option: str, key: str, known: list[str], prefix: str) -> str:
@@ -333,6 +331,10 @@ def _import(path: str):
 def cli(args: list[str] | None = None, run: bool = True, cls: type[SMACCLI] = SMACCLI, **kwargs) -> SMACCLI:
     """LightningCLI in subclass mode for the algorithm (``model``) and its data module (``data``).
     A parse error becomes a ``ConfigError`` of one line (``--help`` stays complete)."""
+    asked = _model_help(sys.argv[1:] if args is None else args)
+    if asked is not None:  # jsonargparse's help gives each option four lines: one each here
+        print(compact_help(asked))
+        raise SystemExit(0)
     kwargs.setdefault("save_config_callback", LogConfigToMLflow)
     quiet = {"exit_on_error": False}
     try:

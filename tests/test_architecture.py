@@ -7,11 +7,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "smac_lightning"
 # ARCHITECTURE.md's layers, bottom first: a module may import its own package and the layers below.
 LAYERS = [
     {"errors"},
-    {"envs", "nn", "losses", "tracking", "checkpoints", "precision", "plots"},
+    {"envs", "nn", "losses", "tracking", "checkpoints", "precision", "plots", "options_help"},
     {"rollout"},
     {"data"},
-    {"algos"},
-    {"callbacks", "compare", "report"},
+    {"callbacks"},
+    {"algos", "compare", "report"},
     {"cli"},
     {"data_commands"},
     {"__main__", "__init__"},

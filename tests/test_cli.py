@@ -65,10 +65,16 @@ def test_print_config_reproduces_the_run(tmp_path):
     assert printed["model"]["init_args"]["offline_updates"] == 40 and printed["data"]["init_args"]["batch_size"] == 32
 
 
-def test_help_lists_documented_arguments(tmp_path):
+def test_help_lists_documented_arguments(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
     out = run_cli(tmp_path, "fit", "--model.help", "SMAC")
     assert out.returncode == 0
-    assert "--model.actor.beta" in out.stdout and "eq. (2)'s temperature" in out.stdout
+    lines = out.stdout.splitlines()
+    assert len(lines) <= 100, "two screens of 100 columns"  # jsonargparse's own help of SMAC: 221 lines
+    actor = lines.index(next(line for line in lines if line.startswith("--model.actor.<name>")))
+    beta = next(line for line in lines[actor:] if line.split()[:1] == ["beta"])
+    assert beta.split()[1] == "100.0" and "eq. (2)'s temperature" in beta
+    assert any(line.split()[:2] == ["lr", "0.0003"] for line in lines[:actor])  # a shared option, from MetaLearner
     out = run_cli(tmp_path, "fit", "--data.help", "OfflineMetaDataModule")
     assert out.returncode == 0 and "--data.dataset_dir" in out.stdout
 

@@ -6,6 +6,8 @@ import torch
 
 from smac_lightning.algos import SMAC, Phase, base
 from smac_lightning.algos.base import compile_mode
+from smac_lightning.callbacks import SelfSupervisedPhase
+from smac_lightning.callbacks.self_supervised_phase import switch_to_self_supervised
 from smac_lightning.data.episodes import episode_ends, episode_return, until_first_success
 from smac_lightning.envs.point_robot import PointRobotEnv
 from smac_lightning.errors import ConfigError
@@ -95,6 +97,7 @@ def self_supervised_run(tmp_path_factory):
 def test_phase_switch_freezes_encoder_and_decoder_bit_identically(self_supervised_run):
     made, watch, _ = self_supervised_run
     module = made.model
+    assert sum(isinstance(c, SelfSupervisedPhase) for c in made.trainer.callbacks) == 1  # the module's own
     assert module.phase == Phase.SELF_SUPERVISED and module.updates == 80
     for name in ("encoder", "decoder"):
         for key, value in getattr(module, name).state_dict().items():
@@ -107,12 +110,20 @@ def test_phase_switch_freezes_encoder_and_decoder_bit_identically(self_supervise
     assert all(moved), "the policy must keep training"
 
 
+def test_the_phase_closes_its_envs_when_a_fit_fails():
+    closed = []
+    phase = SelfSupervisedPhase()
+    phase._envs = type("Envs", (), {"close": lambda self: closed.append(True)})()
+    phase.on_exception(None, None, RuntimeError("a crash"))
+    assert closed == [True] and phase._envs is None
+
+
 def test_the_phase_trains_encoder_and_decoder_only_when_asked(tmp_path):
     """``self_supervised.train_encoder``: eq. (3) keeps its gradient after the switch, beside the PEARL term."""
     for asked in (False, True):
         made = smoke_cli(tmp_path / str(asked), "--model.self_supervised.train_encoder", str(asked).lower())
         module, dm = made.model, made.datamodule
-        module.switch_to_self_supervised(dm)
+        switch_to_self_supervised(module, dm)
         assert module.trains_encoder is asked
         params = [*module.encoder.parameters(), *module.decoder.parameters()]
         assert all(p.requires_grad is asked for p in params)
@@ -128,7 +139,7 @@ def test_the_phase_without_its_data_steps_no_env_and_trains_on_offline_rows(tmp_
     """``self_supervised.collect false`` (the ``no_online_data`` ablation): the phase's updates, no env step."""
     made = smoke_cli(tmp_path, "--model.self_supervised.collect", "false")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("smac_lightning.algos.smac.collection_envs", lambda *a: pytest.fail("an env was built"))
+        mp.setattr("smac_lightning.callbacks.self_supervised_phase.collection_envs", lambda *a: pytest.fail("an env was built"))
         made.trainer.fit(made.model, made.datamodule)
     module, dm = made.model, made.datamodule
     assert module.phase == Phase.SELF_SUPERVISED and module.updates == 80 and module.iterations_done == 2
@@ -158,7 +169,7 @@ def _one_iteration(tmp_path, *overrides):
 
     made = smoke_cli(tmp_path, *overrides)
     module, dm = made.model, made.datamodule
-    module.switch_to_self_supervised(dm)
+    switch_to_self_supervised(module, dm)
     lanes = collection_envs(dm.family, module.self_supervised)
     module.online_transitions += self_supervised_iteration(module, dm, lanes, torch.Generator().manual_seed(0), seed=0)
     return module, dm

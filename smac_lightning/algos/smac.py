@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import copy
 import functools
-from enum import IntEnum
 from typing import Literal, NamedTuple
 
+import lightning as L
 import torch
 from tensordict import TensorDict
-from torch.nn.parallel import DistributedDataParallel
 
 from smac_lightning.algos.actor import ActorConfig
 from smac_lightning.algos.base import MetaLearner, config_of
+from smac_lightning.callbacks.self_supervised_phase import Phase, SelfSupervisedPhase, freeze
 from smac_lightning.data.datamodule import meta_batches
 from smac_lightning.data.episodes import episode_ends, episode_return, until_first_success
 from smac_lightning.errors import ConfigError
@@ -31,12 +31,7 @@ from smac_lightning.losses import (
     temperature_loss,
 )
 from smac_lightning.nn import ContextEncoder, CriticEnsemble, RewardDecoder, TanhGaussianPolicy, rows, sample
-from smac_lightning.rollout import (
-    LockstepEnvs,
-    SelfSupervisedConfig,
-    collection_envs,
-    self_supervised_iteration,
-)
+from smac_lightning.rollout import SelfSupervisedConfig
 
 
 # A row is a success from half a unit below the family's success reward: Sawyer's rewards are -1 or 0,
@@ -50,11 +45,6 @@ class OwnAction(NamedTuple):
     action: torch.Tensor
     log_prob: torch.Tensor
     q: torch.Tensor
-
-
-class Phase(IntEnum):
-    OFFLINE = 0
-    SELF_SUPERVISED = 1
 
 
 class SMAC(MetaLearner):
@@ -104,7 +94,6 @@ class SMAC(MetaLearner):
         self.phase = Phase.OFFLINE
         self.online_transitions = 0
         self.iterations_done = 0
-        self._envs: LockstepEnvs | None = None  # the self-supervised phase's envs, built on first use
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -267,56 +256,8 @@ class SMAC(MetaLearner):
         """The actor's PEARL term (weight ``actor.lambda_pearl``) belongs to the self-supervised phase."""
         return self.phase == Phase.SELF_SUPERVISED and self.actor.lambda_pearl != 0
 
-    def on_train_start(self) -> None:
-        if self.phase == Phase.SELF_SUPERVISED and not self.trains_encoder:  # resumed in the phase
-            self._freeze_encoder_and_decoder()
-
-    def on_train_batch_start(self, batch, batch_idx: int):
-        """The switch at ``offline_updates``; iteration ``i``'s collection when the phase has done
-        ``i * updates_per_iteration`` updates. Then the base class's stop at the budget."""
-        if self.phase == Phase.OFFLINE and self.updates >= self.hparams.offline_updates:
-            self.switch_to_self_supervised(self.trainer.datamodule)
-        in_phase = self.updates - self.hparams.offline_updates
-        if self.phase == Phase.SELF_SUPERVISED and self.updates < self.total_updates \
-                and in_phase >= self.iterations_done * self.self_supervised.updates_per_iteration:
-            self.collect()
-        return super().on_train_batch_start(batch, batch_idx)
-
-    def switch_to_self_supervised(self, dm) -> None:
-        """Encoder and decoder frozen (unless the phase trains them); held-out tasks get replay rows if
-        the phase collects on them."""
-        self.phase = Phase.SELF_SUPERVISED
-        if not self.trains_encoder:
-            self._freeze_encoder_and_decoder()
-        if self.self_supervised.tasks == "test":
-            dm.add_held_out_tasks()
-
-    def _freeze_encoder_and_decoder(self) -> None:
-        freeze(self.encoder, self.decoder)
-        strategy = self._trainer.strategy if self._trainer is not None else None
-        if isinstance(getattr(strategy, "model", None), DistributedDataParallel):
-            # DDP reduces the gradients of the parameters that required one when it was built: rebuilt
-            # without the frozen ones, plain ``ddp`` needs no search for unused parameters
-            strategy.model = strategy._setup_model(strategy.model.module)
-            strategy._register_ddp_hooks()
-
-    def collect(self) -> None:
-        """One self-supervised iteration's data (``rollout.self_supervised_iteration``), drawn from
-        seeds made of counters, not carried along, so a resumed run draws the same iterations."""
-        dm = self.trainer.datamodule
-        if self.self_supervised.collect:
-            if self._envs is None:
-                self._envs = collection_envs(dm.family, self.self_supervised)
-            seed = self.trainer.global_rank * 1_000_003 + self.iterations_done * 10_007
-            generator = torch.Generator().manual_seed(seed)
-            self.online_transitions += self_supervised_iteration(self, dm, self._envs, generator, seed)
-        self.iterations_done += 1
-        self.log("train/online_transitions", float(self.online_transitions))
-
-    def on_fit_end(self) -> None:
-        if self._envs is not None:
-            self._envs.close()
-            self._envs = None
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [SelfSupervisedPhase()]  # the switch, the freeze and the collection schedule
 
     # ----------------------------------------------------------------- budget and counters
 
@@ -342,11 +283,4 @@ class SMAC(MetaLearner):
 
     def progress_metrics(self) -> dict[str, float]:
         return {"progress/updates": float(self.updates), "progress/phase": float(self.phase)}
-
-
-def freeze(*modules: torch.nn.Module) -> None:
-    for module in modules:
-        module.requires_grad_(False)
-        module.eval()
-
 
