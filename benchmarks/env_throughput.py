@@ -4,11 +4,14 @@ For each family, in one run and on the same env:
 
 - ``raw``: ``env.step`` with uniform random actions, resetting at episode ends (the ceiling);
 - ``raw+policy``: the same loop with one z-conditioned policy forward per step (numpy <-> torch);
-- ``lockstep``: ``rollout.LockstepEnvs`` (every collection and meta-test path), ``--tasks`` lanes of one
+- ``lockstep``: ``rollout.LockstepEnvs`` (scripted data generation), ``--tasks`` lanes of one
   episode each stepped together, one batched policy forward per step with z drawn per step
   (``LatentPolicy``), counted in valid env steps of all lanes together (a self-supervised stage
   of 5 tasks x 2 trajectories is 10 lanes);
-- ``lockstep_1lane``: the same with one lane (one trajectory at a time).
+- ``lockstep_1lane``: the same with one lane (one trajectory at a time);
+- ``collector``: ``rollout.CollectorEnvs``, the same lanes and policy through a TorchRL ``Collector``
+  over one ``LanesEnv`` in this process (what collection and meta-test use), and ``collector_procs``
+  over a ``ParallelEnv`` of ``--processes`` workers (``data.env_processes``).
 
 Ratios are against ``raw`` and ``raw+policy``. The last line printed is JSON with every figure.
 
@@ -27,7 +30,7 @@ import torch
 
 from smac_lightning.envs import ALL_FAMILIES
 from smac_lightning.nn import TanhGaussianPolicy, prior
-from smac_lightning.rollout import LockstepEnvs, LatentPolicy
+from smac_lightning.rollout import CollectorEnvs, LatentPolicy, LockstepEnvs
 
 FAMILIES = {f.name: f for f in ALL_FAMILIES}
 LATENT = 5
@@ -49,7 +52,7 @@ def raw_loop(env, steps: int, act) -> int:
     return steps
 
 
-def measure(name: str, steps: int, tasks: int, hidden: list[int]) -> dict:
+def measure(name: str, steps: int, tasks: int, hidden: list[int], processes: int = 2) -> dict:
     family = FAMILIES[name](num_train_tasks=max(tasks, 1), num_test_tasks=1, horizon=200)
     train, _ = family.task_sets()
     env = family.make_env(train[0])
@@ -66,9 +69,7 @@ def measure(name: str, steps: int, tasks: int, hidden: list[int]) -> dict:
         "raw": rate(lambda n: raw_loop(env, n, lambda _: rng.uniform(-1, 1, act_dim).astype(np.float32)), steps),
         "raw+policy": rate(lambda n: raw_loop(env, n, policy_act), steps),
     }
-    lanes = LockstepEnvs(family.make_env, family.horizon)
-
-    def lockstep(count):
+    def runner(lanes, count):
         def run(n):
             done = 0
             while done < n:
@@ -77,13 +78,20 @@ def measure(name: str, steps: int, tasks: int, hidden: list[int]) -> dict:
             return done
         return run
 
-    figures["lockstep"] = rate(lockstep(tasks), steps)
-    figures["lockstep_1lane"] = rate(lockstep(1), steps)
-    lanes.close()
+    for key, make_lanes, count in [
+        ("lockstep", lambda: LockstepEnvs(family.make_env, family.horizon), tasks),
+        ("lockstep_1lane", lambda: LockstepEnvs(family.make_env, family.horizon), 1),
+        ("collector", lambda: CollectorEnvs(family.make_env, family.horizon), tasks),
+        ("collector_procs", lambda: CollectorEnvs(family.make_env, family.horizon, processes), tasks),
+    ]:
+        lanes = make_lanes()
+        figures[key] = rate(runner(lanes, count), steps)
+        lanes.close()
     return (
         {key: round(value) for key, value in figures.items()}
         | {f"{key}_vs_raw": round(value / figures["raw"], 2) for key, value in figures.items() if key != "raw"}
         | {f"{key}_vs_raw+policy": round(figures[key] / figures["raw+policy"], 2) for key in ("lockstep", "lockstep_1lane")}
+        | {f"{key}_vs_lockstep": round(figures[key] / figures["lockstep"], 2) for key in ("collector", "collector_procs")}
     )
 
 
@@ -94,13 +102,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10, help="lanes (envs stepped together) in the lock-step measurement")
     parser.add_argument("--hidden", type=int, nargs="+", default=[300, 300, 300], help="policy widths (paper: 300 x 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (collection runs beside training)")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes of the collector_procs measurement")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {}
     for name in args.families:
-        results[name] = measure(name, args.steps, args.tasks, args.hidden)
+        results[name] = measure(name, args.steps, args.tasks, args.hidden, args.processes)
         print(name, results[name], flush=True)
-    print(json.dumps({"steps": args.steps, "tasks": args.tasks, "threads": args.threads, "families": results}))
+    print(json.dumps({"steps": args.steps, "tasks": args.tasks, "threads": args.threads, "processes": args.processes, "families": results}))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 from smac_lightning.callbacks.learning_diagnostics import nearest_neighbour_r2
 from smac_lightning.checkpoints import upgrade_hparams
 from smac_lightning.cli import cli
-from smac_lightning.rollout import MetaTestProtocol
+from smac_lightning.rollout import MetaTestProtocol, ZSampling
 from smac_lightning.rollout.adaptation import MetaTester, exploration_draws, training_posteriors
 
 
@@ -43,14 +43,16 @@ def main() -> None:
     for path in args.checkpoints:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         model.load_state_dict(checkpoint["state_dict"])
-        protocol = MetaTestProtocol(**{**upgrade_hparams(checkpoint["hyper_parameters"])["evaluation"], "runs_per_task": 1})
-        tester = MetaTester(dm.family, protocol)
+        options = upgrade_hparams(checkpoint["hyper_parameters"])
+        protocol = MetaTestProtocol(**{**options["evaluation"], "runs_per_task": 1})
+        z = ZSampling(**options.get("z", {}))
+        tester = MetaTester(dm.family, protocol, z)
         generator = torch.Generator().manual_seed(0)
         exploration_steps = protocol.num_exploration * dm.family.horizon
         offline = dm.encoder.sample(tasks, exploration_steps, generator)
         with torch.no_grad():
             # p(z), or as the run explored: training tasks' posteriors
-            bank = training_posteriors(model.encoder, dm, protocol.offline_context_size, generator) if protocol.exploration_z == "training" else None
+            bank = training_posteriors(model.encoder, dm, protocol.offline_context_size, generator) if z.exploration == "training" else None
             exploring = exploration_draws(bank, len(tasks), protocol.num_exploration, generator)
             metrics = tester.run(model.encoder, model.policy, dm.train_tasks[tasks].numpy(), offline, seed=0,
                                  decoder=model.decoder, exploring=exploring)

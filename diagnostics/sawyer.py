@@ -248,7 +248,7 @@ def describe_meta_test(model, ds, seeds: list[int], runs: int = 4, explore_as_tr
     from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol
 
     protocol = MetaTestProtocol(**{**vars(model.evaluation), "runs_per_task": runs})
-    tester = MetaTester(SawyerFamily(), protocol)
+    tester = MetaTester(SawyerFamily(), protocol, model.z)
     tasks = np.asarray(ds.test_tasks)
     for i, seed in enumerate(seeds):
         exploring = training_posteriors(model, ds, len(tasks) * runs, protocol.num_exploration, seed) if explore_as_training else None

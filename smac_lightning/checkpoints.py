@@ -50,18 +50,21 @@ def newest_intact(folder: Path, but: Path | None = None) -> Path | None:
     return None
 
 
-# SMAC's options before 2026-12-08 and where each went: eq. (2)'s variants into ``actor``; three removed
-# (``docs/implementation.md``), which an old checkpoint may hold at their defaults only
+# Options that moved, and where to: eq. (2)'s variants into ``actor`` (2026-12-08); the decoder's into
+# ``decoder`` and the z-sampling that meta-test and collection share into ``z`` (2026-12-07, later);
+# three removed (``docs/implementation.md``), which an old checkpoint may hold at their defaults only
 MOVED = {
     "awac_beta": "actor.beta", "awac_clip_score": "actor.clip_score", "awac_whiten": "actor.whiten",
     "actor_rows": "actor.rows", "advantage": "actor.advantage", "lambda_pearl": "actor.lambda_pearl",
     "alpha": "actor.alpha", "actor_loss": "actor.loss", "action_clamp": "actor.action_clamp",
+    "decoder_hidden": "decoder.hidden", "decoder_rows": "decoder.rows",
+    "evaluation.resample_z": "z.resample", "evaluation.exploration_z": "z.exploration",
 }
 REMOVED = {"value": "policy", "expectile": None, "use_next_obs_in_context": False}
 
 
 def moved_option(key: str) -> str | None:
-    """One line for an option that moved or went, else None."""
+    """One line for an option (dotted into its sections) that moved or went, else None."""
     if key in MOVED:
         return f"model.{key} is now model.{MOVED[key]}"
     if key in REMOVED:
@@ -69,23 +72,32 @@ def moved_option(key: str) -> str | None:
     return None
 
 
+def _pop(options: dict, dotted: str):
+    *path, last = dotted.split(".")
+    for part in path:
+        options = options.get(part)
+        if not isinstance(options, dict):
+            return None, False
+    return (options.pop(last), True) if last in options else (None, False)
+
+
 def upgrade_hparams(hparams: dict) -> dict:
     """A checkpoint's model options under today's names (moved ones nested, removed defaults dropped)."""
-    if not any(key in hparams for key in (*MOVED, *REMOVED)):
-        return hparams
-    upgraded = {key: value for key, value in hparams.items() if key not in MOVED and key not in REMOVED}
     for key, default in REMOVED.items():
         if key in hparams and default is not None and hparams[key] != default:
             raise ConfigError(f"this checkpoint was trained with model.{key}={hparams[key]!r}, which was removed; "
                               f"git history before 2026-12-08 can still resume it")
-    moved = {new.split(".", 1)[1]: hparams[key] for key, new in MOVED.items() if key in hparams}
-    if moved:
-        upgraded["actor"] = {**(upgraded.get("actor") or {}), **moved}
+    upgraded = {key: (dict(value) if isinstance(value, dict) else value) for key, value in hparams.items() if key not in REMOVED}
+    for old, new in MOVED.items():
+        value, found = _pop(upgraded, old)
+        if found:
+            section, last = new.split(".")
+            upgraded[section] = {**(upgraded.get(section) or {}), last: value}
     return upgraded
 
 
 # Options that decide the networks' shapes: a checkpoint's weights cannot take others.
-SHAPE_OPTIONS = ("obs_dim", "act_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "policy_hidden", "critic_hidden",
+SHAPE_OPTIONS = ("obs_dim", "act_dim", "latent_dim", "encoder_hidden", "decoder.hidden", "policy_hidden", "critic_hidden",
                  "true_task_as_z")
 
 
@@ -102,7 +114,7 @@ def fork(checkpoint: dict, changes: dict[str, str], options: dict | None = None)
     hparams = checkpoint["hyper_parameters"] = upgrade_hparams(checkpoint["hyper_parameters"])
     for key, text in changes.items():
         *path, last = key.split(".")
-        if (path[0] if path else last) in SHAPE_OPTIONS:
+        if key in SHAPE_OPTIONS or (path[0] if path else last) in SHAPE_OPTIONS:
             raise ConfigError(f"model.{key} decides the networks' shapes: a checkpoint's weights cannot take another")
         node, known = hparams, options or {}
         for part in path:

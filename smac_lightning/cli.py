@@ -38,7 +38,7 @@ from smac_lightning.algos import PEARL, SMAC
 from smac_lightning.algos.base import MetaLearner
 from smac_lightning.callbacks import EvaluationLines, LogConfigToMLflow, UpdatesBar
 from smac_lightning.checkpoints import AtomicCheckpointIO, moved_option, upgrade_hparams
-from smac_lightning.options_help import compact_help, options_of
+from smac_lightning.options_help import compact_help, dotted_options
 from smac_lightning.data import MetaDataModule, OfflineMetaDataModule, OnlineMetaDataModule
 from smac_lightning.errors import ConfigError, SmacError
 from smac_lightning.plots import KLS, RETURNS, SUCCESS, run_curves, trajectories
@@ -286,14 +286,17 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 def explain(err: ArgumentError) -> str:
     """jsonargparse's parse error as the one line that matters, with the nearest option for a typo."""
     text = str(err)
-    typo = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", text)
+    typo = re.search(r"class_path '([\w.]+)':\s*(?:Option '(\w+)' is not accepted|unrecognized arguments: --([\w.]+)="
+                     r"|Group '(\w+)' does not accept option '(\w+)')", text)
     section = re.match(r'Parser key "(\w+)"', text)
-    if typo and section and section.group(1) == "model" and moved_option(typo.group(2)):
-        return moved_option(typo.group(2))
+    # a top-level option, or one inside a section (``z.resample``) from the command line or a config file
+    key = typo and (typo.group(2) or typo.group(3) or f"{typo.group(4)}.{typo.group(5)}")
+    if typo and section and section.group(1) == "model" and moved_option(key):
+        return moved_option(key)
     if typo and section:
-        known = [p.name for p in options_of(_import(typo.group(1)))]
-        return _did_you_mean(f"--{section.group(1)}.{typo.group(2)}", typo.group(2), known, f"--{section.group(1)}.")
-    value = re.search(r'Parser key "(\w+)":.*?Parser key "(\w+)":\s*(Expected [^\n]+)', text, re.S)
+        known = dotted_options(_import(typo.group(1)))
+        return _did_you_mean(f"--{section.group(1)}.{key}", key, known, f"--{section.group(1)}.")
+    value = re.search(r'Parser key "(\w+)":.*?Parser key "([\w.]+)":\s*(Expected [^\n]+)', text, re.S)
     if value:  # an option's value of the wrong type or outside its choices
         expected = re.sub(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)", r"expected one of \1, got \2", value.group(3))
         return f"--{value.group(1)}.{value.group(2)}: {expected}"

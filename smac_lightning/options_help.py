@@ -28,6 +28,19 @@ def options_of(cls) -> list[inspect.Parameter]:
     return found
 
 
+def dotted_options(cls) -> list[str]:
+    """Every option's name, a section's dotted into it (``actor.beta``)."""
+    hints = {}
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            hints = {**typing.get_type_hints(klass.__init__), **hints}
+    names = []
+    for param in options_of(cls):
+        section = _section_type(param, hints)
+        names += [f"{param.name}.{f.name}" for f in dataclasses.fields(section)] if section else [param.name]
+    return names
+
+
 def documented_args(*objects) -> dict[str, str]:
     """The ``Args:`` entries of the objects' docstrings (``__init__``'s or the class's), one line each."""
     out = {}

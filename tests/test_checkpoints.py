@@ -70,6 +70,7 @@ def test_a_fork_sets_the_options_it_is_given_as_their_types_and_refuses_others()
         ({"self_supervised.reward": "true"}, "model.self_supervised.reward: .* no 'reward' .it has collect, rewards"),
         ({"evaluation.runs_per_task": "8"}, "no 'evaluation' section"),
         ({"latent_dim": "9"}, "model.latent_dim decides the networks' shapes"),
+        ({"decoder.hidden": "[8]"}, "model.decoder.hidden decides the networks' shapes"),
         ({"actor.lambda_pearl": "off"}, r"model.actor.lambda_pearl holds 0.0 \(float\); 'off' is not one"),
         ({"self_supervised.collect": "2"}, "holds False .bool.; '2' is not one"),
     ]:
@@ -79,9 +80,12 @@ def test_a_fork_sets_the_options_it_is_given_as_their_types_and_refuses_others()
 
 def test_a_checkpoint_from_before_the_actor_section_reads_under_the_new_names():
     old = {"awac_beta": 1.0, "lambda_pearl": 10.0, "actor_rows": "until_success", "alpha": 0.0, "value": "policy",
-           "expectile": 0.9, "use_next_obs_in_context": False, "latent_dim": 5, "self_supervised": {"collect": True}}
+           "expectile": 0.9, "use_next_obs_in_context": False, "latent_dim": 5, "self_supervised": {"collect": True},
+           "decoder_hidden": (64, 64), "evaluation": {"runs_per_task": 1, "resample_z": "trajectory", "exploration_z": "training"}}
     assert upgrade_hparams(old) == {"actor": {"beta": 1.0, "lambda_pearl": 10.0, "rows": "until_success", "alpha": 0.0},
-                                    "latent_dim": 5, "self_supervised": {"collect": True}}
+                                    "latent_dim": 5, "self_supervised": {"collect": True}, "decoder": {"hidden": (64, 64)},
+                                    "evaluation": {"runs_per_task": 1}, "z": {"resample": "trajectory", "exploration": "training"}}
+    assert old["evaluation"]["resample_z"] == "trajectory"  # the checkpoint's own options are left as they were
     # a fork of it names the new options
     checkpoint = fork({"hyper_parameters": dict(old)}, {"actor.lambda_pearl": "1"})
     assert checkpoint["hyper_parameters"]["actor"]["lambda_pearl"] == 1.0 and "lambda_pearl" not in checkpoint["hyper_parameters"]
@@ -93,10 +97,10 @@ def test_a_checkpoint_from_before_the_actor_section_reads_under_the_new_names():
 
 def test_a_fork_may_set_an_option_newer_than_the_checkpoint_typed_as_the_code_has_it():
     checkpoint = {"hyper_parameters": {"evaluation": {"runs_per_task": 4}}}
-    with pytest.raises(ConfigError, match="no 'exploration_z'"):
-        fork(checkpoint, {"evaluation.exploration_z": "training"})
-    options = {"evaluation": {"runs_per_task": 4, "exploration_z": "prior", "deterministic": True}}
-    fork(checkpoint, {"evaluation.exploration_z": "training", "evaluation.deterministic": "false"}, options)
-    assert checkpoint["hyper_parameters"]["evaluation"] == {"runs_per_task": 4, "exploration_z": "training", "deterministic": False}
-    with pytest.raises(ConfigError, match="no 'exploration'"):  # a name neither has is still refused
-        fork(checkpoint, {"evaluation.exploration": "training"}, options)
+    with pytest.raises(ConfigError, match="no 'offline_context_size'"):
+        fork(checkpoint, {"evaluation.offline_context_size": "64"})
+    options = {"evaluation": {"runs_per_task": 4, "offline_context_size": 256, "deterministic": True}}
+    fork(checkpoint, {"evaluation.offline_context_size": "64", "evaluation.deterministic": "false"}, options)
+    assert checkpoint["hyper_parameters"]["evaluation"] == {"runs_per_task": 4, "offline_context_size": 64, "deterministic": False}
+    with pytest.raises(ConfigError, match="no 'context_size'"):  # a name neither has is still refused
+        fork(checkpoint, {"evaluation.context_size": "64"}, options)

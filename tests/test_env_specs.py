@@ -3,6 +3,7 @@ from torchrl.envs import GymWrapper
 from torchrl.envs.utils import check_env_specs
 
 from smac_lightning.envs import ALL_FAMILIES
+from smac_lightning.rollout import LanesEnv
 
 
 @pytest.mark.parametrize("family_class", ALL_FAMILIES)
@@ -10,6 +11,9 @@ def test_every_family_passes_torchrls_spec_check(family_class):
     family = family_class(num_train_tasks=2, num_test_tasks=1, horizon=20)
     train, _ = family.task_sets()
     check_env_specs(GymWrapper(family.make_env(train[0])), seed=0)
+    lanes = LanesEnv(family.make_env, train)  # as collection and meta-test step it
+    check_env_specs(lanes, seed=0)
+    lanes.close()
 
 
 def _registered():

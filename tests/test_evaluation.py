@@ -4,7 +4,7 @@ import torch
 from tensordict import TensorDict
 
 from smac_lightning.errors import ConfigError
-from smac_lightning.rollout import LatentPolicy, MetaTester, MetaTestProtocol, draw_training_z, reward_error
+from smac_lightning.rollout import LatentPolicy, MetaTester, MetaTestProtocol, ZSampling, draw_training_z, reward_error
 from smac_lightning.nn import ContextEncoder, RewardDecoder, TanhGaussian, TanhGaussianPolicy
 
 
@@ -101,13 +101,13 @@ class _ActsItsZ(torch.nn.Module):
         return TanhGaussian(z[..., :2], torch.full_like(z[..., :2], -20.0))
 
 
-@pytest.mark.parametrize("resample_z", ["step", "trajectory"])
-def test_meta_test_draws_z_per_step_or_per_trajectory(family, resample_z):
-    tester = MetaTester(family, MetaTestProtocol(runs_per_task=1, resample_z=resample_z))
+@pytest.mark.parametrize("resample", ["step", "trajectory"])
+def test_meta_test_draws_z_per_step_or_per_trajectory(family, resample):
+    tester = MetaTester(family, MetaTestProtocol(runs_per_task=1), ZSampling(resample=resample))
     mean, var = torch.zeros(2, 3), torch.ones(2, 3)
     actions = tester._episode(family.task_sets()[1][:2], _ActsItsZ(), mean, var, seed=0)["action"]  # [2, horizon, 2]
     changes = (actions[:, 1:] != actions[:, :1]).any(-1)
-    assert changes.all() if resample_z == "step" else not changes.any()
+    assert changes.all() if resample == "step" else not changes.any()
 
 
 @pytest.mark.parametrize("per_step", [True, False])
@@ -133,7 +133,7 @@ def test_the_tester_keeps_the_lanes_of_two_task_sets_and_closes_older_ones(famil
     assert len(tester._lanes) == 2
     assert list(tester._lanes) == [held_out.tobytes(), train[:2].tobytes()]
     first_train = built[1][train[:2].tobytes()]
-    assert first_train._envs == [] and tester._lanes[train[:2].tobytes()] is not first_train  # closed, then rebuilt
+    assert first_train.closed and tester._lanes[train[:2].tobytes()] is not first_train  # closed, then rebuilt
     assert tester._lanes[held_out.tobytes()] is built[0][held_out.tobytes()]  # the held-out lanes were kept
 
 
@@ -143,20 +143,20 @@ def test_training_z_draws_whole_posteriors_of_the_bank():
     assert mean.shape == var.shape == (50, 2)
     assert torch.equal(mean[:, 0], mean[:, 1]) and set(mean[:, 0].tolist()) == {0.0, 1.0, 2.0}
     assert torch.allclose(var[:, 0], (mean[:, 0] + 1) / 10)  # each row's variance is its own task's
-    with pytest.raises(ConfigError, match="exploration_z must be 'prior' or 'training', got 'posterior'"):
-        MetaTestProtocol(exploration_z="posterior")
+    with pytest.raises(ConfigError, match="z.exploration must be one of prior, training, got 'posterior'"):
+        ZSampling(exploration="posterior")
 
 
 @pytest.mark.slow
 def test_a_run_explores_from_training_posteriors_in_collection_and_meta_test(tmp_path, smoke_run):
-    """The smoke run with ``exploration_z: training``: the self-supervised phase collects and meta-test
+    """The smoke run with ``z.exploration: training``: the self-supervised phase collects and meta-test
     adapts from exploration that follows training tasks' posteriors; its exploration returns differ
     from the default smoke run's with p(z) (the same seed, the same offline phase)."""
     import mlflow
 
     from conftest import SMOKE_ARGS, run_cli
 
-    out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--model.evaluation.exploration_z", "training")
+    out = run_cli(tmp_path, "fit", *SMOKE_ARGS, "--model.z.exploration", "training")
     assert out.returncode == 0, out.stderr[-3000:]
 
     def exploration_returns(folder):

@@ -1,14 +1,15 @@
-"""The one runner: each lane on its own task, seeds that repeat, early episode ends, whole-episode rounds."""
+"""The runners: each lane on its own task, seeds that repeat, early episode ends, whole-episode rounds;
+the TorchRL collector giving the lock-step runner's rows, in this process or over worker processes."""
 
 import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
 
-from smac_lightning.envs import HopperParamFamily, PointRobotFamily
+from smac_lightning.envs import AntDirFamily, HopperParamFamily, PointRobotFamily
 from smac_lightning.envs.point_robot import point_robot_reward
 from smac_lightning.nn import TanhGaussianPolicy, prior
-from smac_lightning.rollout import LockstepEnvs, LatentPolicy, collect_steps
+from smac_lightning.rollout import CollectorEnvs, LatentPolicy, LockstepEnvs, collect_steps
 from smac_lightning.rollout.episodes import action_saturation
 
 
@@ -78,3 +79,48 @@ def test_action_saturation_counts_components_at_the_box_edge_on_valid_steps():
     )
     # valid steps: 1/2, 2/2, 1/2 in episode 0 and 0/2 in episode 1 -> (0.5 + 1 + 0.5 + 0) / 4
     assert action_saturation(steps) == pytest.approx(0.5)
+
+
+def _same_valid_rows(expected: TensorDict, got: TensorDict) -> None:
+    assert torch.equal(expected["valid"], got["valid"])
+    valid = expected["valid"]
+    for key in expected.keys(True, True):
+        assert torch.equal(expected[key][valid], got[key][valid]), key
+    assert (got["reward"][~valid] == 0).all() and (got["observation"][~valid] == 0).all()
+
+
+@pytest.mark.parametrize("family, lane_counts", [
+    (PointRobotFamily(num_train_tasks=6, num_test_tasks=1, horizon=10), [4, 2, 6]),  # more lanes later: the env grows
+    (HopperParamFamily(num_train_tasks=3, num_test_tasks=1, horizon=200), [3, 2]),  # lanes end early and rest
+    (AntDirFamily(num_train_tasks=3, num_test_tasks=1, horizon=25), [3]),  # the torso's position, from the env's info
+])
+def test_the_torchrl_collector_gives_the_runners_rows(family, lane_counts):
+    train, _ = family.task_sets()
+    policy = _policy(family)
+    runner, collector = LockstepEnvs(family.make_env, family.horizon), CollectorEnvs(family.make_env, family.horizon)
+    for k, n in enumerate(lane_counts):
+        tasks = train[np.arange(n) % len(train)][::-1].copy()
+        runs = []
+        for lanes in (runner, collector):
+            torch.manual_seed(k)  # the policy draws z and actions from the global generator, once per step
+            runs.append(lanes.run(tasks, LatentPolicy(policy, *prior(n, 3), per_step=True).act, seed=10 * k))
+        _same_valid_rows(*runs)
+    if isinstance(family, HopperParamFamily):
+        assert not runs[1]["valid"].all(), "an untrained hopper falls within 200 steps"
+    if isinstance(family, AntDirFamily):
+        assert runs[1]["position"].abs().sum() > 0
+    runner.close()
+    collector.close()
+
+
+@pytest.mark.slow
+def test_collection_over_worker_processes_gives_the_same_rows():
+    family = PointRobotFamily(num_train_tasks=4, num_test_tasks=1, horizon=10)
+    train, _ = family.task_sets()
+    policy = _policy(family)
+    runs = []
+    for lanes in (LockstepEnvs(family.make_env, family.horizon), CollectorEnvs(family.make_env, family.horizon, processes=2)):
+        torch.manual_seed(3)
+        runs.append(lanes.run(train, LatentPolicy(policy, *prior(4, 3), per_step=True).act, seed=7))
+        lanes.close()
+    _same_valid_rows(*runs)

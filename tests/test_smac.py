@@ -180,7 +180,7 @@ def test_a_separate_encoder_buffer_gets_the_prior_rows_unless_frozen(tmp_path, m
     module, dm = _one_iteration(
         tmp_path, "--data.encoder_buffer", "separate", "--model.self_supervised.encoder_buffer", mode,
         "--model.self_supervised.prior_steps", "30",  # rounds up to 2 whole 20-step trajectories per task
-        "--model.evaluation.resample_z", "trajectory" if mode == "freeze" else "step",
+        "--model.z.resample", "trajectory" if mode == "freeze" else "step",
     )
     # 2 tasks (drawn with replacement) x (2 prior + 2 posterior trajectories) x 20 steps
     assert module.online_transitions == 160 and int((dm.rl.sizes - dm.rl.offline_size).sum()) == 160
@@ -189,10 +189,10 @@ def test_a_separate_encoder_buffer_gets_the_prior_rows_unless_frozen(tmp_path, m
 
 
 def test_posterior_trajectories_infer_z_from_the_tasks_encoder_buffer_after_a_prior_one(tmp_path, monkeypatch):
-    from smac_lightning.rollout import LockstepEnvs, LatentPolicy
+    from smac_lightning.rollout import CollectorEnvs, LatentPolicy
 
     seen, lanes_run = [], []
-    original_init, original_run = LatentPolicy.__init__, LockstepEnvs.run
+    original_init, original_run = LatentPolicy.__init__, CollectorEnvs.run
 
     def spy_policy(self, policy, mean, var=None, per_step=False, deterministic=False):
         seen.append((mean.clone(), var.clone(), per_step))
@@ -203,10 +203,10 @@ def test_posterior_trajectories_infer_z_from_the_tasks_encoder_buffer_after_a_pr
         return original_run(self, tasks, act, seed)
 
     monkeypatch.setattr(LatentPolicy, "__init__", spy_policy)
-    monkeypatch.setattr(LockstepEnvs, "run", spy_run)
+    monkeypatch.setattr(CollectorEnvs, "run", spy_run)
     module, _ = _one_iteration(tmp_path)
     (prior_mean, prior_var, prior_per_step), (post_mean, post_var, post_per_step) = seen
-    assert prior_per_step == post_per_step == (module.evaluation.resample_z == "step")  # z drawn as meta-test does
+    assert prior_per_step == post_per_step == (module.z.resample == "step")  # z drawn as meta-test does
     prior_tasks, post_tasks = lanes_run
     assert len(prior_tasks) == 2 and len(post_tasks) == 4  # 2 tasks x 1 prior; 2 tasks x 2 posterior
     assert (prior_mean == 0).all() and (prior_var == 1).all()
@@ -227,7 +227,7 @@ def test_exploration_from_training_posteriors_replaces_the_prior_in_collection(t
         original_init(self, policy, mean, var, per_step, deterministic)
 
     monkeypatch.setattr(LatentPolicy, "__init__", spy_policy)
-    module, dm = _one_iteration(tmp_path, "--model.evaluation.exploration_z", "training")
+    module, dm = _one_iteration(tmp_path, "--model.z.exploration", "training")
     offline = dm.encoder.sample(torch.arange(dm.num_train_tasks), 256, torch.Generator().manual_seed(0), offline_only=True)
     bank_mean, _ = module.encoder.posterior(offline)
     (prior_mean, prior_var), (post_mean, post_var) = seen
@@ -267,11 +267,11 @@ def test_eq3_reconstructs_the_rl_rows_from_z_inferred_on_the_context(tmp_path):
 
 
 def test_eq3_as_the_paper_writes_it_reconstructs_the_context_z_was_inferred_from(tmp_path):
-    module, context, losses, z_rows, _ = _losses_and_the_z_they_drew(tmp_path, "--model.decoder_rows", "context", rows_of="context")
+    module, context, losses, z_rows, _ = _losses_and_the_z_they_drew(tmp_path, "--model.decoder.rows", "context", rows_of="context")
     error = (module.decoder(context["observation"], context["action"], z_rows) - context["reward"]).pow(2).mean()
     torch.testing.assert_close(losses["reward_loss"], error)
-    with pytest.raises(ConfigError, match="decoder_rows"):
-        SMAC(obs_dim=2, act_dim=2, decoder_rows="both")
+    with pytest.raises(ConfigError, match="decoder.rows"):
+        SMAC(obs_dim=2, act_dim=2, decoder={"rows": "both"})
 
 
 def test_until_success_imitates_only_the_marked_rows(tmp_path):

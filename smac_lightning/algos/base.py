@@ -10,7 +10,7 @@ import torch
 
 from smac_lightning.algos.evaluation import MetaEvaluation
 from smac_lightning.errors import ConfigError, TrainingDiverged
-from smac_lightning.rollout import MetaTestProtocol
+from smac_lightning.rollout import MetaTestProtocol, ZSampling
 
 
 def config_of(cls, value):
@@ -52,6 +52,7 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
         reward_scale: float = 5.0,
         kl_weight: float = 0.1,
         evaluation: MetaTestProtocol = MetaTestProtocol(),
+        z: ZSampling = ZSampling(),
         compile_losses: bool | None = None,
     ):
         """The options SMAC and PEARL share (each subclass saves them with its own).
@@ -69,11 +70,13 @@ class MetaLearner(MetaEvaluation, L.LightningModule):
             reward_scale: multiplies rewards in the Bellman target.
             kl_weight: weight of KL(q(z|h) || p(z)) (averaged over tasks) in the encoder's loss.
             evaluation: the meta-test protocol.
+            z: how z is drawn where the agent acts, in meta-test and in SMAC's collection alike.
             compile_losses: ``torch.compile`` the loss graph; None: on a GPU only (CUDA graphs), eager on a CPU.
         """
         super().__init__()
         self.save_hyperparameters()  # Lightning gathers the subclass's __init__ arguments with these
         self.evaluation = config_of(MetaTestProtocol, evaluation)  # LightningCLI may hand it over as a dict
+        self.z = config_of(ZSampling, z)
         self.automatic_optimization = False
         self.updates = 0  # gradient updates done; Lightning's global_step counts optimizer steps instead
         self.evaluations: list[dict] = []  # this process's meta-test results, for the end-of-run report

@@ -33,13 +33,13 @@ class MetaEvaluation:
         """
         dm = self.trainer.datamodule
         if self._tester is None:
-            self._tester = MetaTester(dm.family, self.evaluation)
+            self._tester = MetaTester(dm.family, self.evaluation, self.z, processes=dm.env_processes)
         true_task = bool(self.hparams.get("true_task_as_z", False))
         decoder = None if true_task else getattr(self, "decoder", None)
         context_size = self.evaluation.num_exploration * dm.family.horizon
         seed = self.updates  # fresh but reproducible initial states and noise per evaluation
         generator = torch.Generator().manual_seed(seed)
-        explore_as_training = self.evaluation.exploration_z == "training" and not true_task
+        explore_as_training = self.z.exploration == "training" and not true_task
         bank = training_posteriors(self.encoder, dm, self.evaluation.offline_context_size, generator) if explore_as_training else None
         rank, world = self.trainer.global_rank, self.trainer.world_size
         weighted: dict[str, torch.Tensor] = {}

@@ -22,7 +22,7 @@ from smac_lightning.data.export import DatasetExport, export_dataset
 from smac_lightning.errors import ConfigError
 from smac_lightning.losses import critic_loss, kl_to_standard_normal, pearl_actor_loss, soft_td_target, temperature_loss
 from smac_lightning.nn import ContextEncoder, CriticEnsemble, TanhGaussianPolicy, rows, sample
-from smac_lightning.rollout import LockstepEnvs, PEARLCollection, pearl_iteration
+from smac_lightning.rollout import CollectorEnvs, PEARLCollection, pearl_iteration
 
 
 class PEARL(MetaLearner):
@@ -153,7 +153,7 @@ class PEARL(MetaLearner):
         iteration index, so a resumed run collects what the uninterrupted one would have."""
         dm = self.trainer.datamodule
         if self._envs is None:
-            self._envs = LockstepEnvs(dm.family.make_env, dm.family.horizon)
+            self._envs = CollectorEnvs(dm.family.make_env, dm.family.horizon, dm.env_processes)
         generator = torch.Generator().manual_seed(self.trainer.global_rank * 1_000_003 + self.iterations_collected)
         self.env_steps += pearl_iteration(self, dm, self._envs, generator)
         self.iterations_collected += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import lightning as L
@@ -47,13 +48,30 @@ class OwnAction(NamedTuple):
     q: torch.Tensor
 
 
+@dataclass
+class DecoderConfig:
+    """The reward decoder of eq. (3).
+
+    Args:
+        hidden: its hidden widths.
+        rows: the rows it reconstructs: ``rl``, the RL rows (the authors); ``context``, the context's own (the paper).
+    """
+
+    hidden: tuple[int, ...] = (64, 64)
+    rows: Literal["rl", "context"] = "rl"
+
+    def __post_init__(self):
+        if self.rows not in ("rl", "context"):
+            raise ConfigError(f"model.decoder.rows must be 'rl' or 'context', got {self.rows!r}")
+        self.hidden = tuple(self.hidden)
+
+
 class SMAC(MetaLearner):
     checkpoint_key = "smac"
 
     def __init__(
         self,
-        decoder_hidden: tuple[int, ...] = (64, 64),
-        decoder_rows: Literal["rl", "context"] = "rl",
+        decoder: DecoderConfig = DecoderConfig(),
         actor: ActorConfig = ActorConfig(),
         true_task_as_z: bool = False,
         offline_updates: int = 50_000,
@@ -63,8 +81,7 @@ class SMAC(MetaLearner):
     ):
         """
         Args:
-            decoder_hidden: hidden widths of the reward decoder.
-            decoder_rows: the rows eq. (3)'s decoder reconstructs: ``rl``, the RL rows (the authors); ``context``, the context's own (the paper).
+            decoder: the reward decoder of eq. (3): its widths and the rows it reconstructs.
             actor: the actor's objective: eq. (2), its variants and the PEARL term.
             true_task_as_z: diagnostic upper bound: the task's description in z's place; ``latent_dim`` its size.
             offline_updates: gradient updates of the offline phase.
@@ -78,14 +95,13 @@ class SMAC(MetaLearner):
         self.actor = config_of(ActorConfig, actor)  # LightningCLI may hand nested configs over as plain dicts
         self.self_supervised = config_of(SelfSupervisedConfig, self_supervised)
         self.encoder = ContextEncoder(obs_dim, act_dim, latent_dim, hp.encoder_hidden)
-        self.decoder = RewardDecoder(obs_dim, act_dim, latent_dim, decoder_hidden)
+        self.decoding = config_of(DecoderConfig, decoder)
+        self.decoder = RewardDecoder(obs_dim, act_dim, latent_dim, self.decoding.hidden)
         self.policy = TanhGaussianPolicy(obs_dim, act_dim, latent_dim, hp.policy_hidden, self.actor.action_clamp)
         self.critic = CriticEnsemble(obs_dim, act_dim, latent_dim, hp.critic_hidden)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.nn.Parameter(torch.zeros(())) if self.actor.alpha == "tuned" else None
         self.target_entropy = -float(act_dim)
-        if decoder_rows not in ("rl", "context"):
-            raise ConfigError(f"model.decoder_rows must be 'rl' or 'context', got {decoder_rows!r}")
         if true_task_as_z and self.self_supervised.rewards == "generated" and self.self_supervised.iterations:
             raise ConfigError(
                 "model.true_task_as_z trains no encoder or decoder, so nothing can label the online data: "
@@ -154,7 +170,7 @@ class SMAC(MetaLearner):
             z = sample(mean, var)
         losses = {"kl": kl_to_standard_normal(mean, var).mean()}
         if train_encoder:  # z from the context h, the rewards of the RL rows h' (or of h itself)
-            decoded = context if self.hparams.decoder_rows == "context" else rl
+            decoded = context if self.decoding.rows == "context" else rl
             predicted = self.decoder(decoded["observation"], decoded["action"], rows(z, decoded.batch_size[1]))
             losses["reward_loss"] = reward_loss(predicted, decoded["reward"])
             losses["encoder_loss"] = losses["reward_loss"] + self.hparams.kl_weight * losses["kl"]

@@ -9,13 +9,14 @@ run collects the same iterations); this callback decides when they change and st
 
 from __future__ import annotations
 
+import time
 from enum import IntEnum
 
 import lightning as L
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from smac_lightning.rollout import LockstepEnvs, collection_envs, self_supervised_iteration
+from smac_lightning.rollout import CollectorEnvs, collection_envs, self_supervised_iteration
 
 
 class Phase(IntEnum):
@@ -53,16 +54,21 @@ class SelfSupervisedPhase(L.Callback):
     ``i * updates_per_iteration`` updates, before the update that would exceed it."""
 
     def __init__(self):
-        self._envs: LockstepEnvs | None = None  # the phase's envs, built on first use
+        self._envs: CollectorEnvs | None = None  # the phase's envs, built on first use
+        self._phase_started: float | None = None  # this process's wall clock at the switch (or the resume)
+        self._collecting = 0.0  # seconds this process has spent collecting since then
 
     def on_train_start(self, trainer: L.Trainer, smac) -> None:
-        if smac.phase == Phase.SELF_SUPERVISED and not smac.trains_encoder:  # resumed in the phase
-            freeze_encoder_and_decoder(smac, trainer.strategy)
+        if smac.phase == Phase.SELF_SUPERVISED:  # resumed in the phase
+            self._phase_started = time.perf_counter()
+            if not smac.trains_encoder:
+                freeze_encoder_and_decoder(smac, trainer.strategy)
 
     def on_train_batch_start(self, trainer: L.Trainer, smac, batch, batch_idx: int) -> None:
         # runs before the module's own hook, which stops the fit at the budget
         if smac.phase == Phase.OFFLINE and smac.updates >= smac.hparams.offline_updates:
             switch_to_self_supervised(smac, trainer.datamodule, trainer.strategy)
+            self._phase_started = time.perf_counter()
         in_phase = smac.updates - smac.hparams.offline_updates
         if smac.phase == Phase.SELF_SUPERVISED and smac.updates < smac.total_updates \
                 and in_phase >= smac.iterations_done * smac.self_supervised.updates_per_iteration:
@@ -71,14 +77,18 @@ class SelfSupervisedPhase(L.Callback):
     def collect(self, trainer: L.Trainer, smac) -> None:
         """One self-supervised iteration's data (``rollout.self_supervised_iteration``), drawn from
         seeds made of counters, not carried along, so a resumed run draws the same iterations."""
+        started = time.perf_counter()
         if smac.self_supervised.collect:
             if self._envs is None:
-                self._envs = collection_envs(trainer.datamodule.family, smac.self_supervised)
+                self._envs = collection_envs(trainer.datamodule.family, smac.self_supervised, trainer.datamodule.env_processes)
             seed = trainer.global_rank * 1_000_003 + smac.iterations_done * 10_007
             generator = torch.Generator().manual_seed(seed)
             smac.online_transitions += self_supervised_iteration(smac, trainer.datamodule, self._envs, generator, seed)
         smac.iterations_done += 1
+        self._collecting += time.perf_counter() - started
         smac.log("train/online_transitions", float(smac.online_transitions))
+        if smac.iterations_done > 1:  # the share of the phase's wall time so far (meta-test included) spent collecting
+            smac.log("perf/collection_share", self._collecting / max(time.perf_counter() - self._phase_started, 1e-9))
 
     def teardown(self, trainer: L.Trainer, smac, stage: str) -> None:
         self._close()

@@ -78,9 +78,11 @@ class MetaDataModule(L.LightningDataModule):
     tasks come from: an offline dataset (SMAC) or the family's own seeded draw (online PEARL).
     """
 
-    def __init__(self, family: TaskFamily, meta_batch: int, batch_size: int, context_size: int, seed: int | None):
+    def __init__(self, family: TaskFamily, meta_batch: int, batch_size: int, context_size: int, seed: int | None,
+                 env_processes: int = 1):
         super().__init__()
         self.family = family
+        self.env_processes = env_processes
         self.meta_batch = meta_batch
         self.batch_size = batch_size
         self.context_size = context_size
@@ -95,6 +97,8 @@ class MetaDataModule(L.LightningDataModule):
         self.held_out_in_replay = False  # held-out tasks' own rows join the replays (self-supervision on them)
         self.rl: MultiTaskReplay
         self.encoder: MultiTaskReplay
+        if env_processes < 1:
+            raise ConfigError(f"data.env_processes must be >= 1, got {env_processes}")
         if min(meta_batch, batch_size, context_size) < 1:
             raise ConfigError(
                 f"data.meta_batch, data.batch_size and data.context_size must be >= 1, got {meta_batch}, {batch_size}, {context_size}"
@@ -241,6 +245,7 @@ class OfflineMetaDataModule(MetaDataModule):
         online_capacity: int = 4000,
         seed: int | None = None,
         pearl: PEARLRecipe | None = None,
+        env_processes: int = 1,
     ):
         """
         Args:
@@ -264,8 +269,10 @@ class OfflineMetaDataModule(MetaDataModule):
                 run's ``seed_everything``.
             pearl: make the dataset with an early-stopped PEARL run (the paper's way) instead of the
                 family's scripted behaviour policy. Default folder name then ends in ``-pearl-it<N>-<window>``.
+            env_processes: worker processes that step the envs of collection and meta-test (a TorchRL
+                ``ParallelEnv``, each stepping an equal share of the lanes); 1 steps them in this process.
         """
-        super().__init__(family, meta_batch, batch_size, context_size, seed)
+        super().__init__(family, meta_batch, batch_size, context_size, seed, env_processes)
         self.pearl = PEARLRecipe(**pearl) if isinstance(pearl, dict) else pearl
         self.dataset_dir = Path(dataset_dir or default_dataset_dir(family, rl_size, encoder_size, dataset_seed, self.pearl))
         self.sizes = {"rl": rl_size, "encoder": encoder_size}

@@ -20,6 +20,7 @@ class OnlineMetaDataModule(MetaDataModule):
         rl_capacity: int = 10_000,
         encoder_capacity: int = 2_000,
         seed: int | None = None,
+        env_processes: int = 1,
     ):
         """
         Args:
@@ -31,8 +32,10 @@ class OnlineMetaDataModule(MetaDataModule):
             encoder_capacity: transitions kept per task in the encoder replay (at least one collection's worth).
             seed: seed of meta-batch sampling (offset by the process rank under DDP); by default the
                 run's ``seed_everything``.
+            env_processes: worker processes that step the envs of collection and meta-test (a TorchRL
+                ``ParallelEnv``, each stepping an equal share of the lanes); 1 steps them in this process.
         """
-        super().__init__(family, meta_batch, batch_size, context_size, seed)
+        super().__init__(family, meta_batch, batch_size, context_size, seed, env_processes)
         if min(rl_capacity, encoder_capacity) < 1:
             raise ConfigError(f"data.rl_capacity and data.encoder_capacity must be >= 1, got {rl_capacity} and {encoder_capacity}")
         self._train_tasks, self._test_tasks = (torch.as_tensor(t, dtype=torch.float32) for t in family.task_sets())

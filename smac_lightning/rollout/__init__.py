@@ -8,8 +8,9 @@ Above ``envs``, ``nn`` and ``losses``; below ``data`` (whose scripted generation
 from smac_lightning.rollout.adaptation import MetaTester, MetaTestProtocol, draw_training_z, exploration_draws, reward_error, training_posteriors
 from smac_lightning.rollout.contexts import draw_rows
 from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps, episode_returns, run_episodes, to_transitions
-from smac_lightning.rollout.latent_policy import LatentPolicy
+from smac_lightning.rollout.latent_policy import LatentPolicy, ZSampling
 from smac_lightning.rollout.pearl_collection import PEARLCollection, pearl_iteration
+from smac_lightning.rollout.torchrl_envs import CollectorEnvs, LanesEnv
 from smac_lightning.rollout.self_supervised import (
     SelfSupervisedConfig,
     collection_envs,
@@ -19,7 +20,7 @@ from smac_lightning.rollout.self_supervised import (
 )
 
 __all__ = [
-    "LatentPolicy", "LockstepEnvs", "MetaTestProtocol", "MetaTester", "PEARLCollection", "SelfSupervisedConfig",
+    "CollectorEnvs", "LanesEnv", "LatentPolicy", "LockstepEnvs", "MetaTestProtocol", "MetaTester", "PEARLCollection", "SelfSupervisedConfig",
     "collect_steps", "collection_envs", "context_rows", "draw_rows", "draw_training_z", "episode_returns", "label_rewards",
-    "pearl_iteration", "reward_error", "run_episodes", "self_supervised_iteration", "to_transitions", "training_posteriors",
+    "pearl_iteration", "reward_error", "run_episodes", "self_supervised_iteration", "to_transitions", "training_posteriors", "ZSampling",
 ]

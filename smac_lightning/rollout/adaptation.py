@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -23,8 +22,9 @@ from smac_lightning.envs.base import TaskFamily
 from smac_lightning.errors import ConfigError
 from smac_lightning.losses import kl_to_standard_normal
 from smac_lightning.nn import prior, rows
-from smac_lightning.rollout.episodes import LockstepEnvs, action_saturation, episode_returns
-from smac_lightning.rollout.latent_policy import LatentPolicy
+from smac_lightning.rollout.episodes import action_saturation, episode_returns
+from smac_lightning.rollout.latent_policy import LatentPolicy, ZSampling
+from smac_lightning.rollout.torchrl_envs import CollectorEnvs
 
 
 # Success from the agent's own exploration and from an offline history (sparse-reward families), and
@@ -42,31 +42,22 @@ class MetaTestProtocol:
         runs_per_task: independent meta-episodes per task, averaged.
         max_train_tasks: training tasks evaluated (one fixed random choice of them, the same at every evaluation); 0 skips them.
         deterministic: act with tanh of the policy mean.
-        resample_z: ``step``: a new z at every env step (the authors'); ``trajectory``: one per trajectory. Collection follows it.
-        offline_context_size: offline rows behind ``kl_offline_paper`` and ``exploration_z: training`` (the authors: 256).
-        exploration_z: where exploration draws z, in meta-test and collection: ``prior``, p(z) (the paper); ``training``,
-            a random training task's posterior from its offline rows (docs/implementation.md, item 19).
+        offline_context_size: offline rows behind ``kl_offline_paper`` and ``z.exploration: training`` (the authors: 256).
     """
 
     num_exploration: int = 2
     runs_per_task: int = 4
     max_train_tasks: int = 10
     deterministic: bool = True
-    resample_z: Literal["step", "trajectory"] = "step"
     offline_context_size: int = 256
-    exploration_z: Literal["prior", "training"] = "prior"
-
-    def __post_init__(self):
-        if self.exploration_z not in ("prior", "training"):
-            raise ConfigError(f"model.evaluation.exploration_z must be 'prior' or 'training', got {self.exploration_z!r}")
 
 
 @torch.no_grad()
 def training_posteriors(encoder, dm, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Each training task's posterior (mean, var ``[tasks, d_z]``) from ``n`` of its offline rows in
-    ``dm``'s context buffer: where ``exploration_z: training`` draws from."""
+    ``dm``'s context buffer: where ``z.exploration: training`` draws from."""
     if getattr(dm.encoder, "offline_size", 0) == 0:
-        raise ConfigError("model.evaluation.exploration_z: training explores from the training tasks' offline rows, and this data has none")
+        raise ConfigError("model.z.exploration: training explores from the training tasks' offline rows, and this data has none")
     rows = dm.encoder.sample(torch.arange(dm.num_train_tasks), n, generator, offline_only=True)
     return encoder.posterior(rows.to(next(encoder.parameters()).device))
 
@@ -97,9 +88,10 @@ class MetaTester:
     their lanes (no scene rebuilds for the fixed held-out set), older ones are closed: the training
     tasks are drawn afresh at every evaluation, and on PyBullet a set's 40 lanes hold about a GB."""
 
-    def __init__(self, family: TaskFamily, protocol: MetaTestProtocol, kept_task_sets: int = 2):
-        self.family = family
-        self.protocol = protocol
+    def __init__(self, family: TaskFamily, protocol: MetaTestProtocol, z: ZSampling = ZSampling(), kept_task_sets: int = 2,
+                 processes: int = 1):
+        self.family, self.processes = family, processes
+        self.protocol, self.z = protocol, z
         self.kept_task_sets = kept_task_sets
         self._lanes: OrderedDict[bytes, LockstepEnvs] = OrderedDict()
         self.episodes: dict = {}  # the last run's adapted trajectories, for pictures
@@ -148,9 +140,9 @@ class MetaTester:
         else:
             while len(self._lanes) >= self.kept_task_sets:
                 self._lanes.popitem(last=False)[1].close()
-            self._lanes[key] = LockstepEnvs(self.family.make_env, self.family.horizon)
+            self._lanes[key] = CollectorEnvs(self.family.make_env, self.family.horizon, self.processes)
         lanes = np.repeat(tasks, self.protocol.runs_per_task, axis=0)
-        actor = LatentPolicy(policy, mean, var, self.protocol.resample_z == "step", self.protocol.deterministic)
+        actor = LatentPolicy(policy, mean, var, self.z.per_step, self.protocol.deterministic)
         return self._lanes[key].run(lanes, actor.act, seed).to(mean.device)
 
     @torch.no_grad()

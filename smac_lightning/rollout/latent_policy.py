@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 import torch
 
+from smac_lightning.errors import ConfigError
 from smac_lightning.nn import TanhGaussianPolicy, prior, sample
+
+
+@dataclass
+class ZSampling:
+    """How z is drawn where the agent acts: in meta-test and in SMAC's collection alike.
+
+    Args:
+        exploration: where exploration draws z: ``prior``, p(z) (the paper); ``training``, a random training
+            task's posterior from its offline rows (docs/implementation.md, item 19).
+        resample: ``step``: a new z at every env step (the authors'); ``trajectory``: one per trajectory.
+    """
+
+    exploration: Literal["prior", "training"] = "prior"
+    resample: Literal["step", "trajectory"] = "step"
+
+    def __post_init__(self):
+        for key, allowed in {"exploration": ("prior", "training"), "resample": ("step", "trajectory")}.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"model.z.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+
+    @property
+    def per_step(self) -> bool:
+        return self.resample == "step"
 
 
 class LatentPolicy:

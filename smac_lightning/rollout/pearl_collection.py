@@ -8,7 +8,8 @@ import torch
 
 from smac_lightning.errors import ConfigError
 from smac_lightning.nn import sample
-from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps
+from smac_lightning.rollout.episodes import collect_steps
+from smac_lightning.rollout.torchrl_envs import CollectorEnvs
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
 
@@ -41,7 +42,7 @@ class PEARLCollection:
 
 
 @torch.no_grad()
-def pearl_iteration(pearl, dm, envs: LockstepEnvs, generator: torch.Generator) -> int:
+def pearl_iteration(pearl, dm, envs: CollectorEnvs, generator: torch.Generator) -> int:
     """Iteration ``pearl.iterations_collected``'s data, appended to ``dm``'s replays; returns its transitions.
 
     The first iteration first fills every training task's replays with ``initial_steps`` of

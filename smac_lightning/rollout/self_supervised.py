@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -16,7 +17,8 @@ from smac_lightning.errors import ConfigError
 from smac_lightning.nn import RewardDecoder, prior, rows, sample
 from smac_lightning.rollout.adaptation import draw_training_z, training_posteriors
 from smac_lightning.rollout.contexts import draw_rows
-from smac_lightning.rollout.episodes import LockstepEnvs, collect_steps
+from smac_lightning.rollout.episodes import collect_steps
+from smac_lightning.rollout.torchrl_envs import CollectorEnvs
 from smac_lightning.rollout.latent_policy import LatentPolicy
 
 
@@ -28,8 +30,7 @@ class SelfSupervisedConfig:
     ``tasks_per_iteration`` training tasks drawn with replacement: ``prior_steps`` with
     z ~ p(z), then ``posterior_steps`` of which each task's first trajectory has z ~ p(z) and
     the others z ~ q(z | ``context_size`` rows of the task's encoder buffer). z is resampled
-    every step or once per trajectory as ``model.evaluation.resample_z`` says, so collection and
-    meta-test never disagree. Whole trajectories are collected until a task has the steps; the
+    every step or once per trajectory as ``model.z.resample`` says, as meta-test draws it. Whole trajectories are collected until a task has the steps; the
     trajectories of a stage run in lock-step. Every trajectory is labelled by the decoder (frozen
     unless ``train_encoder``) with its own z ~ q(z | ``context_size`` offline rows of its task),
     the encoder buffer as it was at the switch (eq. 4). All rows go to the task's RL buffer; the
@@ -84,18 +85,19 @@ class SelfSupervisedConfig:
         return self.iterations * self.updates_per_iteration
 
 
-def collection_envs(family, config: SelfSupervisedConfig) -> LockstepEnvs:
-    """Envs for collection; reward-free ones never compute the true reward (the Online Oracle's do)."""
-    reward_free = config.rewards == "generated"
-    return LockstepEnvs(lambda task: family.make_env(task, reward_free=reward_free), family.horizon)
+def collection_envs(family, config: SelfSupervisedConfig, processes: int = 1) -> CollectorEnvs:
+    """Envs for collection, stepped by a TorchRL collector (over ``processes`` worker processes where
+    more than one); reward-free ones never compute the true reward (the Online Oracle's do)."""
+    make = functools.partial(family.make_env, reward_free=config.rewards == "generated")
+    return CollectorEnvs(make, family.horizon, processes)
 
 
 @torch.no_grad()
-def self_supervised_iteration(smac, dm, envs: LockstepEnvs, generator: torch.Generator, seed: int) -> int:
+def self_supervised_iteration(smac, dm, envs: CollectorEnvs, generator: torch.Generator, seed: int) -> int:
     """One iteration's data, appended to ``dm``'s buffers; returns the transitions collected.
 
     ``smac`` gives the frozen ``encoder`` and ``decoder``, the ``policy`` and its settings
-    (``self_supervised``, ``evaluation.resample_z``); every draw of tasks and contexts comes from
+    (``self_supervised``, ``z``); every draw of tasks and contexts comes from
     ``generator``, env seeds from ``seed``. Task indices are the replays': training tasks, then
     held-out ones (``tasks: test``).
     """
@@ -104,7 +106,7 @@ def self_supervised_iteration(smac, dm, envs: LockstepEnvs, generator: torch.Gen
     tasks = first + torch.randint(count, (config.tasks_per_iteration,), generator=generator)
     every_task = torch.cat([dm.train_tasks, dm.test_tasks]).numpy()
     horizon = dm.family.horizon
-    if smac.evaluation.exploration_z == "training":  # as meta-test explores: training tasks' posteriors
+    if smac.z.exploration == "training":  # as meta-test explores: training tasks' posteriors
         bank = training_posteriors(smac.encoder, dm, smac.evaluation.offline_context_size, generator)
         explore = lambda n: draw_training_z(bank, n, generator)  # noqa: E731
     else:
@@ -117,7 +119,7 @@ def self_supervised_iteration(smac, dm, envs: LockstepEnvs, generator: torch.Gen
         def run_round(active: list[int], k: int) -> TensorDict:
             lane_tasks = tasks[active].repeat_interleave(per_task)
             mean, var = z_for(lane_tasks, k, per_task)
-            actor = LatentPolicy(smac.policy, mean, var, per_step=smac.evaluation.resample_z == "step")
+            actor = LatentPolicy(smac.policy, mean, var, per_step=smac.z.per_step)
             batch = envs.run(every_task[lane_tasks.numpy()], actor.act, seed + 7919 * k).to(device)
             if config.rewards == "generated":  # each trajectory's own z from its task's offline rows
                 offline = context_rows(dm, lane_tasks, config.context_size, generator, offline_only=True)
