@@ -92,7 +92,8 @@ def upgrade_hparams(hparams: dict) -> dict:
         value, found = _pop(upgraded, old)
         if found:
             section, last = new.split(".")
-            upgraded[section] = {**(upgraded.get(section) or {}), last: value}
+            kept = upgraded.get(section) if isinstance(upgraded.get(section), dict) else {}
+            upgraded[section] = {last: value, **kept}  # where both names are there, the new one's value stands
     return upgraded
 
 
@@ -116,6 +117,8 @@ def fork(checkpoint: dict, changes: dict[str, str], options: dict | None = None)
         *path, last = key.split(".")
         if key in SHAPE_OPTIONS or (path[0] if path else last) in SHAPE_OPTIONS:
             raise ConfigError(f"model.{key} decides the networks' shapes: a checkpoint's weights cannot take another")
+        if any(option.startswith(f"{key}.") for option in SHAPE_OPTIONS):  # a whole section, a shape inside it
+            raise ConfigError(f"model.{key} holds options that decide the networks' shapes: fork its other options one by one")
         node, known = hparams, options or {}
         for part in path:
             if not isinstance(node.get(part), dict):

@@ -71,6 +71,7 @@ def test_a_fork_sets_the_options_it_is_given_as_their_types_and_refuses_others()
         ({"evaluation.runs_per_task": "8"}, "no 'evaluation' section"),
         ({"latent_dim": "9"}, "model.latent_dim decides the networks' shapes"),
         ({"decoder.hidden": "[8]"}, "model.decoder.hidden decides the networks' shapes"),
+        ({"decoder": "{hidden: [8]}"}, "model.decoder holds options that decide the networks' shapes"),
         ({"actor.lambda_pearl": "off"}, r"model.actor.lambda_pearl holds 0.0 \(float\); 'off' is not one"),
         ({"self_supervised.collect": "2"}, "holds False .bool.; '2' is not one"),
     ]:
@@ -86,6 +87,8 @@ def test_a_checkpoint_from_before_the_actor_section_reads_under_the_new_names():
                                     "latent_dim": 5, "self_supervised": {"collect": True}, "decoder": {"hidden": (64, 64)},
                                     "evaluation": {"runs_per_task": 1}, "z": {"resample": "trajectory", "exploration": "training"}}
     assert old["evaluation"]["resample_z"] == "trajectory"  # the checkpoint's own options are left as they were
+    both = upgrade_hparams({"decoder_hidden": (32, 32), "decoder": {"hidden": (64, 64)}, "z": None, "evaluation": {"resample_z": "step"}})
+    assert both["decoder"] == {"hidden": (64, 64)} and both["z"] == {"resample": "step"}  # the new name's value stands
     # a fork of it names the new options
     checkpoint = fork({"hyper_parameters": dict(old)}, {"actor.lambda_pearl": "1"})
     assert checkpoint["hyper_parameters"]["actor"]["lambda_pearl"] == 1.0 and "lambda_pearl" not in checkpoint["hyper_parameters"]

@@ -25,6 +25,11 @@ class MetaEvaluation:
     test_episodes: dict | None = None  # the last evaluation's held-out trajectories (this rank's tasks)
     switch_episodes: dict | None = None  # ... those of the evaluation at the phase switch, where there is one
 
+    def teardown(self, stage: str) -> None:
+        if self._tester is not None:  # its envs, and worker processes with data.env_processes > 1
+            self._tester.close()
+            self._tester = None
+
     def meta_test(self) -> dict[str, float]:
         """The meta-test on held-out (and some training) tasks, split across DDP ranks.
 

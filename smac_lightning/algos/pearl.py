@@ -135,6 +135,9 @@ class PEARL(MetaLearner):
         self._maybe_export()
         if self._bar is not None:
             self._bar.close()
+
+    def teardown(self, stage: str) -> None:
+        super().teardown(stage)
         if self._envs is not None:
             self._envs.close()
             self._envs = None

@@ -56,7 +56,7 @@ class SelfSupervisedPhase(L.Callback):
     def __init__(self):
         self._envs: CollectorEnvs | None = None  # the phase's envs, built on first use
         self._phase_started: float | None = None  # this process's wall clock at the switch (or the resume)
-        self._collecting = 0.0  # seconds this process has spent collecting since then
+        self._collecting, self._collections = 0.0, 0  # seconds spent collecting since then, and how many times
 
     def on_train_start(self, trainer: L.Trainer, smac) -> None:
         if smac.phase == Phase.SELF_SUPERVISED:  # resumed in the phase
@@ -86,8 +86,9 @@ class SelfSupervisedPhase(L.Callback):
             smac.online_transitions += self_supervised_iteration(smac, trainer.datamodule, self._envs, generator, seed)
         smac.iterations_done += 1
         self._collecting += time.perf_counter() - started
+        self._collections += 1
         smac.log("train/online_transitions", float(smac.online_transitions))
-        if smac.iterations_done > 1:  # the share of the phase's wall time so far (meta-test included) spent collecting
+        if self._collections > 1:  # the share of the phase's wall time so far (meta-test included) spent collecting
             smac.log("perf/collection_share", self._collecting / max(time.perf_counter() - self._phase_started, 1e-9))
 
     def teardown(self, trainer: L.Trainer, smac, stage: str) -> None:

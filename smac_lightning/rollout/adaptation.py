@@ -96,6 +96,11 @@ class MetaTester:
         self._lanes: OrderedDict[bytes, LockstepEnvs] = OrderedDict()
         self.episodes: dict = {}  # the last run's adapted trajectories, for pictures
 
+    def close(self) -> None:
+        """Closes every kept task set's envs (and worker processes)."""
+        while self._lanes:
+            self._lanes.popitem()[1].close()
+
     def metric_names(self, offline_context: bool = True, decoder: bool = True, posterior: bool = True) -> list[str]:
         """What ``run`` returns, given an offline context or not, a decoder or not, and a posterior
         (its KLs) or the true task in z's place."""

@@ -71,9 +71,8 @@ class LanesEnv(EnvBase):
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs) -> TensorDict:
         given = tensordict.keys() if tensordict is not None else ()
-        lanes = tensordict["_reset"].reshape(-1).numpy() if "_reset" in given else np.ones(len(self.envs), bool)
-        if not lanes.all():  # the collector's reset of lanes whose episode ended: they rest until the next run
-            self._alive &= ~lanes
+        if "_reset" in given and "active" not in given:  # the collector's reset of lanes whose episode ended:
+            self._alive &= ~tensordict["_reset"].reshape(-1).numpy()  # they rest until the next run
         else:
             self._alive[:] = tensordict["active"].numpy() if "active" in given else True  # a run may use the first lanes only
             if "task" in given:
@@ -187,14 +186,16 @@ class CollectorEnvs:
         lanes = np.concatenate([tasks, np.repeat(tasks[-1:], capacity - len(tasks), axis=0)])
         if workers > 1:  # the batch is [workers, lanes per worker]
             chunks = np.split(lanes, workers)
-            env = ParallelEnv(workers, [functools.partial(LanesEnv, self.make, chunk) for chunk in chunks], num_threads=1)
+            # daemonic: a run that ends without closing them (a crash) does not wait on them at exit
+            env = ParallelEnv(workers, [functools.partial(LanesEnv, self.make, chunk) for chunk in chunks], num_threads=1,
+                              daemon=True)
         else:
             env = LanesEnv(self.make, lanes, envs)
         self._policy = LanePolicy(env.action_spec.shape[-1])
         self._lane_tasks = LaneTasks()
         self._collector = Collector(TransformedEnv(env, self._lane_tasks), self._policy, frames_per_batch=capacity * self.horizon,
                                     total_frames=-1, reset_at_each_iter=True, trust_policy=True, use_buffers=False,
-                                    interruptor=self._lane_tasks)
+                                    interruptor=self._lane_tasks, auto_register_policy_transforms=False)
         if not hasattr(self._collector, "_final_rollout"):  # TorchRL 0.14 reads it when interrupted, buffers or not
             self._collector._final_rollout = None
         self._capacity = capacity
