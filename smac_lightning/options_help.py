@@ -28,12 +28,18 @@ def options_of(cls) -> list[inspect.Parameter]:
     return found
 
 
-def dotted_options(cls) -> list[str]:
-    """Every option's name, a section's dotted into it (``actor.beta``)."""
+def _init_hints(cls) -> dict:
+    """The type hints of the ``__init__``s ``options_of`` reads, a subclass's over its bases'."""
     hints = {}
     for klass in cls.__mro__:
         if "__init__" in vars(klass):
             hints = {**typing.get_type_hints(klass.__init__), **hints}
+    return hints
+
+
+def dotted_options(cls) -> list[str]:
+    """Every option's name, a section's dotted into it (``actor.beta``)."""
+    hints = _init_hints(cls)
     names = []
     for param in options_of(cls):
         section = _section_type(param, hints)
@@ -82,11 +88,10 @@ def compact_help(cls, prefix: str = "model") -> str:
     """One entry per option, ``<name>  <default>  <what it is>`` under its section's prefix
     (``--model.<name>``, ``--model.actor.<name>``), wrapped to the terminal."""
     width = min(shutil.get_terminal_size((120, 40)).columns, 140)
-    docs, hints = {}, {}
+    hints, docs = _init_hints(cls), {}
     for klass in cls.__mro__:
         if "__init__" in vars(klass):
             docs = {**documented_args(klass.__init__, klass), **docs}
-            hints = {**typing.get_type_hints(klass.__init__), **hints}
     plain, sections = [], []
     for param in options_of(cls):
         section = _section_type(param, hints)

@@ -80,10 +80,7 @@ class LanesEnv(EnvBase):
             self._seeds.copy_(tensordict["seed"] if "seed" in given else torch.zeros_like(self._seeds))
             for i in np.flatnonzero(self._alive):
                 self.envs[i].set_task(self._tasks[i].numpy())
-                observation, info = self.envs[i].reset(seed=int(self._seeds[i]) if "seed" in given else None)
-                self._observation[i] = observation
-                if self._position is not None:
-                    self._position[i] = info["position"]
+                self._record(i, *self.envs[i].reset(seed=int(self._seeds[i]) if "seed" in given else None))
         out = self._observe(np.zeros(len(self.envs), bool), np.zeros(len(self.envs), bool))
         # the state a reset reads, as TorchRL expects it back
         return out.update(task=self._tasks.clone(), seed=self._seeds.clone(), active=torch.from_numpy(self._alive.copy()))
@@ -94,10 +91,13 @@ class LanesEnv(EnvBase):
         reward, terminated, truncated = np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool)
         for i in np.flatnonzero(self._alive):  # a resting lane is not stepped: its rows are not valid
             observation, reward[i], terminated[i], truncated[i], info = self.envs[i].step(action[i])
-            self._observation[i] = observation
-            if self._position is not None:
-                self._position[i] = info["position"]
+            self._record(i, observation, info)
         return self._observe(terminated, truncated, reward)
+
+    def _record(self, lane: int, observation, info: dict) -> None:
+        self._observation[lane] = observation
+        if self._position is not None:
+            self._position[lane] = info["position"]
 
     def _set_seed(self, seed: int | None) -> None:
         pass  # seeds come per lane with each reset
